@@ -1,0 +1,165 @@
+"""Traps and exception entry on a real vCPU, with small hand-assembled A32 programs.
+
+Each program is a list of instruction words placed at RAM + 0x8000; a vector table at RAM + 0x1000
+records which exception was taken (r8 = vector offset) and shuts the domain down with the crash code,
+so a test reads the outcome from the registers and the domain's state.
+"""
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+
+from xenpy.arch.arm.vcpu import CpuContext
+from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
+
+BASE = 0x80000000
+CODE = BASE + 0x8000
+VEC = BASE + 0x1000
+DATA = BASE + 0x9000
+
+HVC = 0xE140EA71
+B_SELF = 0xEAFFFFFE
+
+
+def mov(rd: int, imm8: int) -> int:
+    return 0xE3A00000 | rd << 12 | imm8
+
+
+def movw(rd: int, imm16: int) -> int:
+    return 0xE3000000 | (imm16 >> 12) << 16 | rd << 12 | (imm16 & 0xFFF)
+
+
+def movt(rd: int, imm16: int) -> int:
+    return 0xE3400000 | (imm16 >> 12) << 16 | rd << 12 | (imm16 & 0xFFF)
+
+
+def load32(rd: int, value: int) -> list[int]:
+    return [movw(rd, value & 0xFFFF), movt(rd, value >> 16)]
+
+
+def shutdown(reason_addr: int) -> list[int]:
+    """SCHEDOP_shutdown with the reason word stored at reason_addr."""
+    return [mov(0, 2), *load32(1, reason_addr), mov(12, 29), HVC, B_SELF]
+
+
+MCR_VBAR_R0 = 0xEE0C0F10   # mcr p15, 0, r0, c12, c0, 0
+
+
+def vector_table() -> tuple[list[int], list[int]]:
+    """Each slot records its offset in r8 and then shuts down with SHUTDOWN_crash (3)."""
+    handler = lambda off: [mov(8, off), *shutdown(DATA + 0x10)]   # noqa: E731
+    size = len(handler(0)) * 4
+    words = []
+    for n, off in enumerate(range(0, 0x20, 4)):
+        target = 0x100 + n * size                   # handlers start at VEC + 0x100
+        words.append(0xEA000000 | ((target - off - 8) // 4 & 0xFFFFFF))   # b handler
+    handlers = [w for off in range(0, 0x20, 4) for w in handler(off)]
+    return words, handlers
+
+
+@pytest.fixture
+def hv():
+    h = Hypervisor(HypervisorConfig(nr_pcpus=2), sink=None)
+    h.start()
+    yield h
+    h.shutdown()
+
+
+def boot(hv: Hypervisor, program: list[int], *, vcpus: int = 1, mem_mb: int = 16):
+    domid = hv.domain_create(0, vcpus, None, "4.4")
+    d = hv.domains[domid]
+    assert hv.domain_populate(d, mem_mb << 8) == 0
+    table, handlers = vector_table()
+    d.ram_write(VEC, struct.pack(f"<{len(table)}I", *table))
+    d.ram_write(VEC + 0x100, struct.pack(f"<{len(handlers)}I", *handlers))
+    d.ram_write(DATA + 0x10, struct.pack("<I", 3))      # SHUTDOWN_crash
+    d.ram_write(DATA + 0x14, struct.pack("<I", 0))      # SHUTDOWN_poweroff
+    prologue = [*load32(0, VEC), MCR_VBAR_R0]
+    words = prologue + program
+    d.ram_write(CODE, struct.pack(f"<{len(words)}I", *words))
+    d.set_vcpu_context(0, CpuContext(pc=CODE))
+    hv.domain_unpause(d)
+    return d
+
+
+def wait_shutdown(d, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not d.is_shutdown and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert d.is_shutdown, "guest did not shut down"
+    d.hv.scheduler.deschedule(d.vcpus)
+
+
+def reg(d, n: int) -> int:
+    return d.vcpus[0].arch.reg(n)
+
+
+def test_console_io_reaches_domain_log_and_hypervisor_log(hv):
+    msg = b"hello, hypervisor\n"
+    d = boot(hv, [mov(0, 0), mov(1, len(msg)), *load32(2, DATA + 0x100), mov(12, 18), HVC,
+                  *shutdown(DATA + 0x14)])
+    d.ram_write(DATA + 0x100, msg)
+    wait_shutdown(d)
+    assert d.shutdown_code == 0
+    assert bytes(d.console.data) == msg
+    assert f"(d{d.domid}) hello, hypervisor" in hv.dmesg
+
+
+def test_unknown_hypercall_is_enosys_and_logged_once(hv):
+    prog = []
+    for _ in range(3):
+        prog += [*load32(12, 0x7777), HVC]
+    d = boot(hv, prog + [0xE1A09000, *shutdown(DATA + 0x14)])   # mov r9, r0
+    wait_shutdown(d)
+    assert reg(d, 9) == (-38) & 0xFFFFFFFF
+    assert sum("unimplemented hypercall 30583" in line for line in hv.dmesg) == 1
+
+
+def test_undefined_instruction_enters_the_guest_undef_vector(hv):
+    d = boot(hv, [0xE7F000F0, B_SELF])          # udf
+    wait_shutdown(d)
+    assert d.shutdown_code == 3 and reg(d, 8) == 0x4
+    cpsr = d.vcpus[0].arch.cpsr
+    assert cpsr & 0x1F == 0x1B and cpsr & 0x80          # UND mode, IRQs masked
+    udf_addr = CODE + 3 * 4
+    assert reg(d, 14) == udf_addr + 4                    # LR_und = faulting instruction + 4
+
+
+def test_svc_enters_the_guest_svc_vector(hv):
+    d = boot(hv, [0xEF000000, B_SELF])          # svc #0
+    wait_shutdown(d)
+    assert reg(d, 8) == 0x8
+
+
+def test_access_outside_guest_memory_is_a_data_abort_with_dfar(hv):
+    d = boot(hv, [*load32(2, 0x10000000), 0xE5921000, B_SELF])   # ldr r1, [r2]
+    wait_shutdown(d)
+    a = d.vcpus[0].arch
+    assert reg(d, 8) == 0x10 and a.cp15("DFAR") == 0x10000000
+    assert a.cpsr & 0x1F == 0x17                          # ABT mode
+    assert reg(d, 14) == CODE + 5 * 4 + 8                 # LR_abt = faulting instruction + 8
+
+
+def test_hvc_with_a_wrong_immediate_is_undefined(hv):
+    d = boot(hv, [0xE1400071, B_SELF])          # hvc #0x1 (neither 0xEA1 nor 0)
+    wait_shutdown(d)
+    assert reg(d, 8) == 0x4
+
+
+def test_bad_pointer_in_hypercall_is_efault(hv):
+    d = boot(hv, [mov(0, 0), mov(1, 16), *load32(2, 0x10000000), mov(12, 18), HVC,
+                  0xE1A09000, *shutdown(DATA + 0x14)])
+    wait_shutdown(d)
+    assert reg(d, 9) == (-14) & 0xFFFFFFFF and d.shutdown_code == 0
+
+
+def test_wfi_blocks_the_vcpu_and_pause_unpause(hv):
+    d = boot(hv, [0xE320F003, B_SELF])          # wfi
+    deadline = time.monotonic() + 3
+    while not d.vcpus[0].blocked and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert d.vcpus[0].blocked and d.state_letters() == "-b----"
+    hv.domain_pause(d)
+    assert d.state_letters() == "--p---"

@@ -1,0 +1,208 @@
+"""libxl for xenpy: build, list and tear down domains with hypercalls and XenStore only.
+
+The create flow is libxl's and libxenguest's for an ARM domU: createdomain (paused), max_mem,
+populate the RAM bank, map the new domain's memory through privcmd, place the kernel and the
+generated device tree, set vCPU 0's boot registers, pin vCPUs, write the domain's XenStore nodes,
+record the config for the shutdown watcher, unpause.
+"""
+from __future__ import annotations
+
+import json
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolstack.domcfg import DomainConfig
+from toolstack.libxl_arm import make_guest_dtb
+from toolstack.xc import Xc, XcError
+from xenpy.loader.kernel import LoaderError, load_kernel, place_domu
+from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT
+from xenpy.rundir import run_dir
+
+
+class CreateError(Exception):
+    """One line for the user; the half-built domain has been destroyed."""
+
+
+@dataclass
+class DomainInfo:
+    domid: int
+    name: str
+    uuid: str
+    mem_kb: int
+    vcpus: int
+    max_vcpu_id: int
+    state: str
+    cpu_time: float
+    shutdown_reason: int
+    raw: dict[str, Any]
+
+
+STATE_FLAGS = [("r", 1 << 5), ("b", 1 << 4), ("p", 1 << 3), ("s", 1 << 2)]
+
+
+def state_string(flags: int) -> str:
+    """xl list's six State letters from getdomaininfo's flags (xl_info.c's logic)."""
+    s = "".join(ch if flags & bit else "-" for ch, bit in STATE_FLAGS)
+    shutdown = flags & (1 << 2)
+    reason = (flags >> 16) & 0xFF
+    s += ("-rscwS"[reason] if reason < 6 else "?") if shutdown else "-"
+    return s + ("d" if flags & 1 else "-")
+
+
+def userdata_path(domid: int) -> Path:
+    """Where libxl keeps a domain's config (its `userdata-d<ID>...libxl-json` file)."""
+    return run_dir() / "userdata" / f"d{domid}.libxl-json"
+
+
+class Libxl:
+    def __init__(self, xc: Xc, xs: Any) -> None:
+        self.xc = xc
+        self.xs = xs
+
+    # -- names -------------------------------------------------------------------------------
+
+    def domain_name(self, domid: int) -> str:
+        try:
+            return self.xs.read(f"/local/domain/{domid}/name")
+        except Exception:  # noqa: BLE001 - a domain without a name node is shown as xl does
+            return "(null)"
+
+    def list_domains(self) -> list[DomainInfo]:
+        out = []
+        for raw in self.xc.domain_getinfolist():
+            d = raw["domain"]
+            out.append(DomainInfo(domid=d, name=self.domain_name(d), uuid=str(uuidlib.UUID(raw["handle"])),
+                                  mem_kb=raw["tot_pages"] * 4, vcpus=raw["nr_online_vcpus"],
+                                  max_vcpu_id=raw["max_vcpu_id"], state=state_string(raw["flags"]),
+                                  cpu_time=raw["cpu_time"] / 1e9,
+                                  shutdown_reason=raw.get("shutdown_reason", -1), raw=raw))
+        return out
+
+    def lookup(self, spec: str) -> int:
+        """A domain argument: all digits is an id, anything else a name (xl_utils.c)."""
+        if spec.isdigit():
+            if self.xc.domain_getinfo(int(spec)) is None:
+                raise LookupError(f"{spec} is an invalid domain identifier (rc=-6)")
+            return int(spec)
+        for info in self.list_domains():
+            if info.name == spec:
+                return info.domid
+        raise LookupError(f"{spec} is an invalid domain identifier (rc=-6)")
+
+    # -- create ----------------------------------------------------------------------------------
+
+    def create(self, cfg: DomainConfig, *, paused: bool = False) -> int:
+        if any(info.name == cfg.name for info in self.list_domains()):
+            raise CreateError(f"domain with name \"{cfg.name}\" already exists.")
+        try:
+            image = load_kernel(cfg.kernel)
+        except LoaderError as e:
+            raise CreateError(str(e)) from None
+        handle = uuidlib.UUID(cfg.uuid) if cfg.uuid else uuidlib.uuid4()
+        mem_bytes = cfg.memory << 20
+        try:
+            domid = self.xc.domain_create(max_vcpus=cfg.maxvcpus, handle=handle.bytes,
+                                          layout=cfg.guest_layout)
+        except XcError as e:
+            raise CreateError(f"cannot create domain {cfg.name}: {e}") from None
+        try:
+            self._build(domid, cfg, image, mem_bytes, handle)
+            if not paused:
+                self.xc.domain_unpause(domid)
+        except (CreateError, LoaderError, XcError) as e:
+            self.destroy(domid)
+            raise CreateError(str(e)) from None
+        return domid
+
+    def _build(self, domid: int, cfg: DomainConfig, image: Any, mem_bytes: int,
+               handle: uuidlib.UUID) -> None:
+        layout = LAYOUTS[cfg.guest_layout or self.board_layout(domid)]
+        version = self.xc.version()
+        try:
+            dtb = make_guest_dtb(layout, nr_vcpus=cfg.maxvcpus, mem_bytes=mem_bytes,
+                                 cmdline=cfg.cmdline, xen_version=(version["major"], version["minor"]))
+        except ValueError as e:
+            raise CreateError(f"{cfg.name}: {e}") from None
+        placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb))
+        self.xc.domain_setmaxmem(domid, cfg.maxmem << 10)
+        try:
+            self.xc.populate_physmap(domid, layout.ram_base >> 12, mem_bytes >> 12)
+        except XcError as e:
+            free = self.xc.physinfo()["free_pages"] >> 8
+            raise CreateError(f"not enough memory for {cfg.name}: {cfg.memory} MB asked, "
+                              f"{free} MB free ({e})") from None
+        ram, base = self.xc.map_foreign_ram(domid)
+        try:
+            ram[placement.load_addr - base:placement.load_addr - base + len(placement.image)] = \
+                placement.image
+            ram[placement.dtb_addr - base:placement.dtb_addr - base + len(dtb)] = dtb
+        finally:
+            ram.close()
+        self.xc.vcpu_setcontext(domid, 0, pc=placement.entry, r0=0, r1=0xFFFFFFFF,
+                                r2=placement.dtb_addr, cpsr=layout.psr_guest32_init, sctlr=SCTLR_GUEST_INIT)
+        for n in range(cfg.maxvcpus):
+            hard = cfg.cpus[n] if n < len(cfg.cpus) else (cfg.cpus[-1] if len(cfg.cpus) == 1 else None)
+            soft = cfg.cpus_soft[n] if n < len(cfg.cpus_soft) else (
+                cfg.cpus_soft[-1] if len(cfg.cpus_soft) == 1 else None)
+            if hard is not None or soft is not None:
+                try:
+                    self.xc.vcpu_setaffinity(domid, n, sorted(hard) if hard is not None else None,
+                                             sorted(soft) if soft is not None else None)
+                except XcError:
+                    raise CreateError(f"Could not set affinity for vcpu `{n}'.") from None
+        self._write_xenstore(domid, cfg, handle, mem_bytes)
+        path = userdata_path(domid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"domid": domid, "config": cfg.to_json(),
+                                    "source": {"path": cfg.source_path, "extra": list(cfg.extra)}},
+                                   indent=4))
+
+    def board_layout(self, domid: int) -> str:
+        info = self.xc.domain_getinfo(domid)
+        assert info is not None
+        return info.get("arch_config", {}).get("xenpy_layout", "4.4")
+
+    def _write_xenstore(self, domid: int, cfg: DomainConfig, handle: uuidlib.UUID,
+                        mem_bytes: int) -> None:
+        dom = f"/local/domain/{domid}"
+        vm = f"/vm/{handle}"
+        xs = self.xs
+        xs.write(f"{dom}/name", cfg.name)
+        xs.set_perms(dom, ["n0", f"r{domid}"])
+        entries = {"domid": str(domid), "vm": vm, "memory/static-max": str(cfg.maxmem << 10),
+                   "memory/target": str(mem_bytes >> 10), "control/shutdown": "",
+                   "control/platform-feature-multiprocessor-suspend": "1",
+                   "control/platform-feature-xs_reset_watches": "1"}
+        for n in range(cfg.maxvcpus):
+            entries[f"cpu/{n}/availability"] = "online" if n < cfg.vcpus else "offline"
+        for key, value in entries.items():
+            xs.write(f"{dom}/{key}", value)
+        for rw in ("data", "drivers", "feature", "attr", "error"):
+            xs.write(f"{dom}/{rw}", "")
+        for rw in ("control/shutdown", "data", "drivers", "feature", "attr", "error"):
+            xs.set_perms(f"{dom}/{rw}", [f"n{domid}"])    # owned by the domain: it may write
+        xs.write(f"{vm}/name", cfg.name)
+        xs.write(f"{vm}/uuid", str(handle))
+        xs.write(f"/libxl/{domid}/type", "pvh")
+
+    # -- destroy ---------------------------------------------------------------------------------
+
+    def destroy(self, domid: int) -> None:
+        vm = None
+        try:
+            vm = self.xs.read(f"/local/domain/{domid}/vm")
+        except Exception:  # noqa: BLE001
+            pass
+        self.xc.domain_destroy(domid)
+        for path in (f"/local/domain/{domid}", f"/libxl/{domid}", vm):
+            if path:
+                try:
+                    self.xs.rm(path)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+        userdata_path(domid).unlink(missing_ok=True)
+
+    def rename(self, domid: int, new_name: str) -> None:
+        self.xs.write(f"/local/domain/{domid}/name", new_name)

@@ -1,0 +1,199 @@
+"""libxenctrl for xenpy: typed calls that become privcmd hypercall messages.
+
+This module is the toolstack's whole view of the hypervisor. It speaks to a board through its
+privcmd socket, or to an in-process board object with the same messages (tests).
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import socket
+from pathlib import Path
+from typing import Any, Protocol
+
+from xenpy.public import domctl as D
+from xenpy.public import sysctl as S
+from xenpy.public.errno import NAMES as ERRNO_NAMES
+from xenpy.public.memory import XENMEM_populate_physmap
+from xenpy.public.privcmd import recv_msg, send_msg
+from xenpy.rundir import privcmd_path
+
+
+class XcError(Exception):
+    def __init__(self, what: str, ret: int) -> None:
+        self.errno = -ret
+        name = ERRNO_NAMES.get(-ret, str(-ret))
+        super().__init__(f"{what} failed: {os.strerror(-ret)} ({name})")
+
+
+class BoardNotRunning(Exception):
+    pass
+
+
+class Transport(Protocol):
+    def call(self, req: dict[str, Any]) -> tuple[dict[str, Any], int | None]: ...
+
+
+class SocketTransport:
+    def __init__(self, path: Path | None = None) -> None:
+        self._send, self._recv = send_msg, recv_msg
+        self.path = path or privcmd_path()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(str(self.path))
+        except OSError as e:
+            self.sock.close()
+            raise BoardNotRunning(f"no board at {self.path} ({e.strerror})") from None
+
+    def call(self, req: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+        self._send(self.sock, req)
+        reply, fd = self._recv(self.sock)
+        if reply is None:
+            raise BoardNotRunning("the board closed the privcmd connection")
+        return reply, fd
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class LocalTransport:
+    """An in-process board: the same JSON messages, without the socket."""
+
+    def __init__(self, privcmd: Any) -> None:
+        self.privcmd = privcmd
+
+    def call(self, req: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+        reply, fd = self.privcmd.call(json.loads(json.dumps(req)))
+        return json.loads(json.dumps(reply)), (os.dup(fd) if fd is not None else None)
+
+    def close(self) -> None:
+        pass
+
+
+class Xc:
+    def __init__(self, transport: Transport | None = None) -> None:
+        self.t = transport or SocketTransport()
+
+    def close(self) -> None:
+        self.t.close()  # type: ignore[attr-defined]
+
+    def _call(self, what: str, req: dict[str, Any]) -> tuple[int, dict[str, Any], int | None]:
+        reply, fd = self.t.call(req)
+        ret = int(reply["ret"])
+        if ret < 0:
+            if fd is not None:
+                os.close(fd)
+            raise XcError(what, ret)
+        return ret, reply.get("out", {}), fd
+
+    def domctl(self, cmd: int, domid: int, u: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._call(D.NAMES.get(cmd, str(cmd)), {
+            "op": "domctl", "cmd": cmd, "interface_version": D.XEN_DOMCTL_INTERFACE_VERSION,
+            "domain": domid, "u": u or {}})[1]
+
+    def sysctl(self, cmd: int, u: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        ret, out, _ = self._call(f"sysctl {cmd}", {
+            "op": "sysctl", "cmd": cmd, "interface_version": S.XEN_SYSCTL_INTERFACE_VERSION,
+            "u": u or {}})
+        return ret, out
+
+    # -- domains ----------------------------------------------------------------------------------
+
+    def domain_create(self, *, max_vcpus: int, handle: bytes, layout: str | None,
+                      domid: int = 0) -> int:
+        out = self.domctl(D.XEN_DOMCTL_createdomain, domid, {
+            "ssidref": 0, "handle": handle.hex(), "flags": D.XEN_DOMCTL_CDF_hvm | D.XEN_DOMCTL_CDF_hap,
+            "max_vcpus": max_vcpus, "arch": {"gic_version": 1, "xenpy_layout": layout}})
+        return int(out["domain"])
+
+    def domain_setmaxmem(self, domid: int, max_memkb: int) -> None:
+        self.domctl(D.XEN_DOMCTL_max_mem, domid, {"max_memkb": max_memkb})
+
+    def populate_physmap(self, domid: int, base_pfn: int, nr_pages: int) -> None:
+        self._call("populate_physmap", {"op": "memory_op", "cmd": XENMEM_populate_physmap,
+                                        "domid": domid, "nr_extents": nr_pages,
+                                        "extent_order": 0, "extent_start": base_pfn})
+
+    def map_foreign_ram(self, domid: int) -> tuple[mmap.mmap, int]:
+        """All of a domU's RAM, writable (privcmd mmap of foreign frames). Returns (map, base)."""
+        _, out, fd = self._call("mmap_foreign", {"op": "mmap_foreign", "domid": domid})
+        assert fd is not None
+        try:
+            return mmap.mmap(fd, int(out["size"])), int(out["ram_base"])
+        finally:
+            os.close(fd)
+
+    def vcpu_setcontext(self, domid: int, vcpu: int, **ctxt: int) -> None:
+        self.domctl(D.XEN_DOMCTL_setvcpucontext, domid, {"vcpu": vcpu, "ctxt": ctxt})
+
+    def vcpu_setaffinity(self, domid: int, vcpu: int, hard: list[int] | None,
+                         soft: list[int] | None) -> None:
+        flags = (D.XEN_VCPUAFFINITY_HARD if hard is not None else 0) | (
+            D.XEN_VCPUAFFINITY_SOFT if soft is not None else 0)
+        self.domctl(D.XEN_DOMCTL_setvcpuaffinity, domid,
+                    {"vcpu": vcpu, "flags": flags, "cpumap_hard": hard, "cpumap_soft": soft})
+
+    def vcpu_getaffinity(self, domid: int, vcpu: int) -> dict[str, list[int]]:
+        return self.domctl(D.XEN_DOMCTL_getvcpuaffinity, domid, {"vcpu": vcpu})
+
+    def vcpu_getinfo(self, domid: int, vcpu: int) -> dict[str, Any]:
+        return self.domctl(D.XEN_DOMCTL_getvcpuinfo, domid, {"vcpu": vcpu})
+
+    def domain_pause(self, domid: int) -> None:
+        self.domctl(D.XEN_DOMCTL_pausedomain, domid)
+
+    def domain_unpause(self, domid: int) -> None:
+        self.domctl(D.XEN_DOMCTL_unpausedomain, domid)
+
+    def domain_destroy(self, domid: int) -> None:
+        for _ in range(100):       # -EAGAIN is Xen's "still tearing down, call again"
+            try:
+                self.domctl(D.XEN_DOMCTL_destroydomain, domid)
+                return
+            except XcError as e:
+                if e.errno != 11:
+                    raise
+        raise XcError("destroydomain", -11)
+
+    def domain_getinfo(self, domid: int) -> dict[str, Any] | None:
+        """Info of exactly `domid`, or None if it does not exist."""
+        try:
+            info = self.domctl(D.XEN_DOMCTL_getdomaininfo, domid)
+        except XcError as e:
+            if e.errno == 3:
+                return None
+            raise
+        return info if info["domain"] == domid else None
+
+    def domain_getinfolist(self) -> list[dict[str, Any]]:
+        return self.sysctl(S.XEN_SYSCTL_getdomaininfolist, {"first_domain": 0,
+                                                           "max_domains": 1024})[1]["domains"]
+
+    def domain_shutdown(self, domid: int, reason: int) -> None:
+        from xenpy.public.sched import SCHEDOP_remote_shutdown
+        self._call("remote_shutdown", {"op": "sched_op", "cmd": SCHEDOP_remote_shutdown,
+                                       "domain_id": domid, "reason": reason})
+
+    # -- host ----------------------------------------------------------------------------------
+
+    def physinfo(self) -> dict[str, Any]:
+        return self.sysctl(S.XEN_SYSCTL_physinfo)[1]
+
+    def readconsole(self, clear: bool = False) -> list[str]:
+        return self.sysctl(S.XEN_SYSCTL_readconsole, {"clear": clear})[1]["lines"]
+
+    def version(self) -> dict[str, Any]:
+        return self._call("xen_version", {"op": "xen_version"})[1]
+
+    def console_read(self, domid: int, offset: int, timeout: float) -> dict[str, Any]:
+        return self._call("console_read", {"op": "console_read", "domid": domid,
+                                           "offset": offset, "timeout": timeout})[1]
+
+    def console_write(self, domid: int, data: bytes) -> None:
+        self._call("console_write", {"op": "console_write", "domid": domid,
+                                     "data": data.decode("latin-1")})
+
+    def host_shutdown(self, reason: int = 0) -> None:
+        from xenpy.public.sched import SCHEDOP_shutdown
+        self._call("shutdown", {"op": "sched_op", "cmd": SCHEDOP_shutdown, "reason": reason})

@@ -1,0 +1,5 @@
+import sys
+
+from xenpy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""copy_from_guest / copy_to_guest (Xen's arch/arm/guestcopy.c).
+
+The only way the hypervisor reads or writes memory a guest names in a hypercall. The pointer is a
+guest virtual address: it is translated through the guest's own stage-1 tables (from the calling
+vCPU's SCTLR/TTBCR/TTBRs), page by page, and every resulting guest-physical range must lie inside the
+domain's RAM. Anything else is -EFAULT, never an exception out of the handler.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xenpy.arch.arm import guest_walk
+
+if TYPE_CHECKING:
+    from xenpy.arch.arm.vcpu import ArmVcpu
+
+
+class GuestFault(Exception):
+    """A guest buffer could not be reached: the handler answers -EFAULT."""
+
+
+def _chunks(vcpu: "ArmVcpu", va: int, length: int, write: bool) -> list[tuple[int, int]]:
+    if length < 0 or va < 0 or va + length > 1 << 32:
+        raise GuestFault(f"bad guest buffer {va:#x}+{length}")
+    try:
+        chunks = guest_walk.translate_range(vcpu.stage1(), va, length, write=write,
+                                            read_phys=vcpu.read_phys)
+    except guest_walk.GuestFault as f:
+        raise GuestFault(f"guest address {va:#x}: {f.kind} fault") from None
+    base, end = vcpu.ram_base, vcpu.ram_base + vcpu.ram_size
+    for ipa, n in chunks:
+        if not (base <= ipa and ipa + n <= end):
+            raise GuestFault(f"guest address {va:#x} maps outside the domain's RAM")
+    return chunks
+
+
+def copy_from_guest(vcpu: "ArmVcpu", va: int, length: int) -> bytes:
+    if length == 0:
+        return b""
+    mem = vcpu.uc.mem_read
+    return b"".join(bytes(mem(ipa, n)) for ipa, n in _chunks(vcpu, va, length, False))
+
+
+def copy_to_guest(vcpu: "ArmVcpu", va: int, data: bytes) -> None:
+    if not data:
+        return
+    pos = 0
+    chunks = _chunks(vcpu, va, len(data), True)   # translate everything before writing anything
+    for ipa, n in chunks:
+        vcpu.uc.mem_write(ipa, data[pos:pos + n])
+        pos += n

@@ -1,0 +1,343 @@
+"""An arm32 vCPU: one Unicorn instance running guest code until it traps.
+
+The counterpart of Xen's arch/arm/domain.c (vCPU state) and the entry half of arch/arm/traps.c.
+Nothing here hooks single instructions: guest code runs at Unicorn's full speed until it executes
+HVC (Unicorn raises it as an invalid instruction at EL1), takes an exception of its own (Unicorn
+hands those to us instead of entering them, so we perform the ARM exception entry), touches an
+address outside its memory map, executes WFI, or is stopped by the scheduler with emu_stop().
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from unicorn import (UC_ARCH_ARM, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UC_HOOK_MEM_UNMAPPED,
+                     UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_UNMAPPED, UC_MODE_ARM, UC_PROT_ALL, Uc,
+                     UcError)
+from unicorn.arm_const import (UC_ARM_REG_CP_REG, UC_ARM_REG_CPSR, UC_ARM_REG_LR, UC_ARM_REG_PC,
+                               UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3,
+                               UC_ARM_REG_R4, UC_ARM_REG_R12, UC_ARM_REG_SP, UC_ARM_REG_SPSR,
+                               UC_CPU_ARM_CORTEX_A7)
+
+from xenpy.arch.arm import decode, guest_walk
+from xenpy.public.arch_arm import XEN_HYPERCALL_TAG, hvc_a32
+
+if TYPE_CHECKING:
+    from xenpy.common.domain import Domain
+
+# Unicorn's (QEMU's) ARM exception numbers, as passed to UC_HOOK_INTR.
+EXCP_UDEF, EXCP_SWI, EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT, EXCP_BKPT = 1, 2, 3, 4, 7
+
+# CPSR bits and modes.
+PSR_T, PSR_F, PSR_I, PSR_A = 1 << 5, 1 << 6, 1 << 7, 1 << 8
+PSR_J, PSR_IT_MASK = 1 << 24, 0x0600FC00
+MODE_MASK, MODE_USR, MODE_IRQ, MODE_SVC, MODE_ABT, MODE_UND = 0x1F, 0x10, 0x12, 0x13, 0x17, 0x1B
+
+SCTLR_M, SCTLR_V, SCTLR_EE, SCTLR_TE = 1 << 0, 1 << 13, 1 << 25, 1 << 30
+
+# Fault status values Xen uses when it injects an abort for an access it refused (a stage-2 fault):
+# a "debug event" status, in the short-descriptor or LPAE format the guest is using.
+FSR_DEBUG_SHORT, FSR_DEBUG_LPAE = 0x2, (1 << 9) | 0x22
+
+WFI_A32 = 0xE320F003
+WFI_T16 = 0xBF30
+UNTIL = 0xFFFFFFFF  # never an instruction address: emu_start runs until something stops it
+
+# (coproc, is64, sec, crn, crm, opc1, opc2) of the CP15 registers the hypervisor reads.
+_CP15 = {
+    "SCTLR": (15, 0, 0, 1, 0, 0, 0), "TTBR0": (15, 1, 0, 0, 2, 0, 0),
+    "TTBR1": (15, 1, 0, 0, 2, 1, 0), "TTBCR": (15, 0, 0, 2, 0, 0, 2),
+    "DACR": (15, 0, 0, 3, 0, 0, 0), "DFSR": (15, 0, 0, 5, 0, 0, 0),
+    "IFSR": (15, 0, 0, 5, 0, 0, 1), "DFAR": (15, 0, 0, 6, 0, 0, 0),
+    "IFAR": (15, 0, 0, 6, 0, 0, 2), "VBAR": (15, 0, 0, 12, 0, 0, 0),
+}
+
+
+class Exit(enum.Enum):
+    """Why run() returned to the scheduler."""
+    PREEMPTED = "preempted"     # emu_stop from the scheduler, or a hypercall asked to reschedule
+    WFI = "wfi"                 # the guest waits for an interrupt
+    DOWN = "down"               # the vCPU went offline (PSCI CPU_OFF) or its domain stopped
+
+
+class Vector(enum.IntEnum):
+    UNDEF = 0x04
+    SVC = 0x08
+    PABT = 0x0C
+    DABT = 0x10
+    IRQ = 0x18
+
+
+# mode, offset added to the preferred return address (ARM, Thumb), and whether CPSR.A is set.
+_ENTRY = {
+    Vector.UNDEF: (MODE_UND, (4, 2), False),
+    Vector.SVC: (MODE_SVC, (0, 0), False),
+    Vector.PABT: (MODE_ABT, (4, 4), True),
+    Vector.DABT: (MODE_ABT, (8, 8), True),
+    Vector.IRQ: (MODE_IRQ, (4, 4), True),
+}
+
+
+@dataclass
+class CpuContext:
+    """The part of vcpu_guest_context the toolstack sets for a new vCPU."""
+    pc: int
+    r0: int = 0
+    r1: int = 0
+    r2: int = 0
+    cpsr: int = 0x400001D3
+    sctlr: int = 0x00C50078
+
+
+class ArmVcpu:
+    """Guest CPU state and the trap entry. Scheduling state lives in common.domain.Vcpu."""
+
+    def __init__(self, vcpu_id: int, ram_ptr: int, ram_base: int, ram_size: int,
+                 on_hypercall: Callable[["ArmVcpu", int, tuple[int, ...]], int | None],
+                 on_psci: Callable[["ArmVcpu"], None],
+                 log: Callable[[str], None]) -> None:
+        self.vcpu_id = vcpu_id
+        self.ram_base, self.ram_size = ram_base, ram_size
+        self._on_hypercall, self._on_psci, self._log = on_hypercall, on_psci, log
+        self.uc = uc = Uc(UC_ARCH_ARM, UC_MODE_ARM)
+        uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_A7)
+        uc.mem_map_ptr(ram_base, ram_size, UC_PROT_ALL, ram_ptr)
+        # Keep the callbacks referenced: Unicorn stores only ctypes pointers to them.
+        self._hooks = [uc.hook_add(UC_HOOK_INSN_INVALID, self._hook_invalid),
+                       uc.hook_add(UC_HOOK_INTR, self._hook_intr),
+                       uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._hook_unmapped)]
+        self._stop_requested = False
+        self._exit: Exit | None = None
+        self._fault: tuple[int, bool, bool] | None = None   # (address, write, fetch)
+        self.hypercalls = 0
+
+    # -- registers ---------------------------------------------------------------------------
+
+    def reg(self, n: int) -> int:
+        return self.uc.reg_read(UC_ARM_REG_R0 + n) if n < 13 else self.uc.reg_read(
+            (UC_ARM_REG_SP, UC_ARM_REG_LR, UC_ARM_REG_PC)[n - 13])
+
+    def set_reg(self, n: int, value: int) -> None:
+        self.uc.reg_write(UC_ARM_REG_R0 + n if n < 13 else
+                          (UC_ARM_REG_SP, UC_ARM_REG_LR, UC_ARM_REG_PC)[n - 13], value & 0xFFFFFFFF)
+
+    @property
+    def pc(self) -> int:
+        return self.uc.reg_read(UC_ARM_REG_PC)
+
+    @property
+    def cpsr(self) -> int:
+        return self.uc.reg_read(UC_ARM_REG_CPSR)
+
+    def cp15(self, name: str) -> int:
+        return self.uc.reg_read(UC_ARM_REG_CP_REG, _CP15[name])
+
+    def set_cp15(self, name: str, value: int) -> None:
+        self.uc.reg_write(UC_ARM_REG_CP_REG, _CP15[name] + (value,))
+
+    def stage1(self) -> guest_walk.Stage1Regs:
+        return guest_walk.Stage1Regs(sctlr=self.cp15("SCTLR"), ttbcr=self.cp15("TTBCR"),
+                                     ttbr0=self.cp15("TTBR0"), ttbr1=self.cp15("TTBR1"),
+                                     dacr=self.cp15("DACR"))
+
+    def set_context(self, ctx: CpuContext) -> None:
+        """Boot state as Xen's toolstack sets it: registers, CPSR, SCTLR (MMU off)."""
+        self.uc.reg_write(UC_ARM_REG_CPSR, ctx.cpsr)
+        self.set_cp15("SCTLR", ctx.sctlr)
+        for n, v in enumerate((ctx.r0, ctx.r1, ctx.r2)):
+            self.set_reg(n, v)
+        self.uc.reg_write(UC_ARM_REG_PC, ctx.pc)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self) -> Exit:
+        """Run guest code until it traps to the scheduler. Faults are reflected to the guest."""
+        self._exit = None
+        while True:
+            self._stop_requested = False
+            pc = self.pc | (1 if self.cpsr & PSR_T else 0)
+            try:
+                self.uc.emu_start(pc, UNTIL)
+            except UcError:
+                if self._fault is None:
+                    raise
+                addr, write, fetch = self._fault
+                self._fault = None
+                # Xen injects an abort with a debug-event status for an access to an address the
+                # domain has no mapping for (a stage-2 fault).
+                lpae = self.cp15("TTBCR") >> 31
+                self.inject_abort(addr, prefetch=fetch,
+                                  fsr=FSR_DEBUG_LPAE if lpae else FSR_DEBUG_SHORT, write=write)
+                if self._exit:
+                    return self._exit
+                continue
+            if self._exit:
+                return self._exit
+            if self._stop_requested:
+                return Exit.PREEMPTED
+            if self._after_wfi():
+                return Exit.WFI
+            return Exit.PREEMPTED
+
+    def stop(self, why: Exit = Exit.PREEMPTED) -> None:
+        """Make run() return soon; safe from any thread and from inside hooks."""
+        if why is not Exit.PREEMPTED:
+            self._exit = why
+        self._stop_requested = True
+        self.uc.emu_stop()
+
+    def _after_wfi(self) -> bool:
+        """emu_start returning by itself means the CPU halted: the instruction before PC is WFI."""
+        pc = self.pc
+        try:
+            if self.cpsr & PSR_T:
+                return struct.unpack("<H", self.uc.mem_read(pc - 2, 2))[0] == WFI_T16
+            return struct.unpack("<I", self.uc.mem_read(pc - 4, 4))[0] == WFI_A32
+        except UcError:
+            return False
+
+    # -- hooks (run on the pCPU thread, inside emu_start) -----------------------------------------
+
+    def _fetch_insn(self, pc: int, thumb: bool) -> int | None:
+        """The instruction at a guest virtual PC, fetched through the guest's tables."""
+        try:
+            ipa = guest_walk.gva_to_ipa(self.stage1(), pc, write=False, exec_=True,
+                                        read_phys=self.read_phys)
+            raw = self.read_phys(ipa, 4)
+        except guest_walk.GuestFault:
+            return None
+        if raw is None:
+            return None
+        if not thumb:
+            return struct.unpack("<I", raw)[0]
+        hw1, hw2 = struct.unpack("<HH", raw)
+        return (hw1 << 16) | hw2 if hw1 >> 11 in (0x1D, 0x1E, 0x1F) else hw1
+
+    def _hook_invalid(self, uc: Uc, _data: object) -> bool:
+        pc = self.pc
+        thumb = bool(self.cpsr & PSR_T)
+        insn = self._fetch_insn(pc, thumb)
+        imm = _hvc_imm(insn, thumb) if insn is not None else None
+        if imm is None:
+            self.inject(Vector.UNDEF, pc)
+            return True
+        uc.reg_write(UC_ARM_REG_PC, pc + 4)
+        if imm == XEN_HYPERCALL_TAG:
+            self.hypercalls += 1
+            nr = uc.reg_read(UC_ARM_REG_R12)
+            args = tuple(uc.reg_read(r) for r in
+                         (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R4))
+            ret = self._on_hypercall(self, nr, args)
+            if ret is not None:
+                uc.reg_write(UC_ARM_REG_R0, ret & 0xFFFFFFFF)
+        elif imm == 0:
+            self._on_psci(self)     # SMCCC / PSCI: function id in r0
+        else:
+            # Current Xen logs the bad immediate and injects UNDEF.
+            self._log(f"d?v{self.vcpu_id}: invalid HVC imm {imm:#x}")
+            self.inject(Vector.UNDEF, pc)
+        return True
+
+    def _hook_intr(self, uc: Uc, intno: int, _data: object) -> None:
+        pc = self.pc
+        thumb = bool(self.cpsr & PSR_T)
+        if intno == EXCP_SWI:
+            self.inject(Vector.SVC, pc)     # PC is already past the SVC
+        elif intno == EXCP_UDEF:
+            self.inject(Vector.UNDEF, pc)
+        elif intno in (EXCP_PREFETCH_ABORT, EXCP_BKPT):
+            self.inject_abort(pc, prefetch=True, fsr=self._walk_fsr(pc, False, True))
+        elif intno == EXCP_DATA_ABORT:
+            insn = self._fetch_insn(pc, thumb)
+            acc = decode.decode_data_abort(insn, thumb, self.reg, pc) if insn is not None else None
+            va, write = (acc.va, acc.write) if acc else (0, False)
+            self.inject_abort(va, prefetch=False, fsr=self._walk_fsr(va, write, False),
+                              write=write, at=pc)
+        else:
+            self._log(f"vcpu{self.vcpu_id}: unexpected exception {intno} at {pc:#x}")
+            self.stop(Exit.DOWN)
+
+    def _walk_fsr(self, va: int, write: bool, fetch: bool) -> int:
+        """Re-walk the guest's tables to find the status the MMU reported for a guest fault."""
+        try:
+            guest_walk.gva_to_ipa(self.stage1(), va, write=write, exec_=fetch,
+                                  read_phys=self.read_phys)
+        except guest_walk.GuestFault as f:
+            return f.fsr
+        lpae = self.cp15("TTBCR") >> 31
+        return FSR_DEBUG_LPAE if lpae else FSR_DEBUG_SHORT
+
+    def _hook_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
+                       _data: object) -> bool:
+        self._fault = (address, access == UC_MEM_WRITE_UNMAPPED, access == UC_MEM_FETCH_UNMAPPED)
+        return False
+
+    # -- exception entry --------------------------------------------------------------------------
+
+    def inject(self, vector: Vector, preferred_return: int) -> None:
+        """ARM exception entry (ARM ARM B1.8): mode, banked LR and SPSR, CPSR bits, vector."""
+        uc = self.uc
+        cpsr = uc.reg_read(UC_ARM_REG_CPSR)
+        sctlr = self.cp15("SCTLR")
+        mode, (off_arm, off_thumb), mask_a = _ENTRY[vector]
+        lr = preferred_return + (off_thumb if cpsr & PSR_T else off_arm)
+        new = (cpsr & ~(MODE_MASK | PSR_T | PSR_J | PSR_IT_MASK | (1 << 9))) | mode | PSR_I
+        if mask_a:
+            new |= PSR_A
+        if sctlr & SCTLR_TE:
+            new |= PSR_T
+        if sctlr & SCTLR_EE:
+            new |= 1 << 9
+        base = 0xFFFF0000 if sctlr & SCTLR_V else self.cp15("VBAR")
+        uc.reg_write(UC_ARM_REG_CPSR, new)      # switches the banked SP/LR/SPSR
+        uc.reg_write(UC_ARM_REG_SPSR, cpsr)
+        uc.reg_write(UC_ARM_REG_LR, lr & 0xFFFFFFFF)
+        uc.reg_write(UC_ARM_REG_PC, (base + vector) | (1 if new & PSR_T else 0))
+
+    def inject_abort(self, address: int, *, prefetch: bool, fsr: int, write: bool = False,
+                     at: int | None = None) -> None:
+        """A Prefetch or Data Abort for `address`, faulting instruction at `at` (default PC)."""
+        pc = self.pc if at is None else at
+        if prefetch:
+            self.set_cp15("IFSR", fsr)
+            self.set_cp15("IFAR", address & 0xFFFFFFFF)
+            self.inject(Vector.PABT, address if at is None else pc)
+        else:
+            self.set_cp15("DFSR", fsr | ((1 << 11) if write else 0))
+            self.set_cp15("DFAR", address & 0xFFFFFFFF)
+            self.inject(Vector.DABT, pc)
+
+    # -- guest physical memory (RAM only; MMIO is not reachable this way) ------------------------------
+
+    def read_phys(self, ipa: int, size: int) -> bytes | None:
+        if not (self.ram_base <= ipa and ipa + size <= self.ram_base + self.ram_size):
+            return None
+        return bytes(self.uc.mem_read(ipa, size))
+
+    def close(self) -> None:
+        for h in self._hooks:
+            self.uc.hook_del(h)
+        self._hooks.clear()
+
+
+def _hvc_imm(insn: int, thumb: bool) -> int | None:
+    """The immediate of an HVC instruction, or None if `insn` is not HVC."""
+    if not thumb:
+        if insn & 0x0FF000F0 == 0x01400070 and insn >> 28 == 0xE:
+            return ((insn >> 4) & 0xFFF0) | (insn & 0xF)
+        return None
+    # T32 HVC: 1111 0111 1110 imm4 | 1000 imm12
+    if insn >> 16 & 0xFFF0 == 0xF7E0 and insn & 0xF000 == 0x8000:
+        return ((insn >> 16) & 0xF) << 12 | (insn & 0xFFF)
+    return None
+
+
+assert _hvc_imm(hvc_a32(XEN_HYPERCALL_TAG), False) == XEN_HYPERCALL_TAG
+
+
+def ram_pointer(buffer: object) -> int:
+    """The address of a writable host buffer (an mmap), for Unicorn's mem_map_ptr."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))  # type: ignore[arg-type]

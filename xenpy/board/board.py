@@ -1,0 +1,84 @@
+"""A simulated machine: the hypervisor plus dom0's services, reachable through a run directory.
+
+The run directory holds the privcmd socket (hypercalls from dom0 userspace), xenstored's socket,
+the board log and a pid file. One board process serves one run directory.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+from xenpy.board.privcmd import Privcmd
+from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
+from xenpy.rundir import board_log_path, privcmd_path, run_dir, xenstored_path
+
+
+class Board:
+    def __init__(self, config: HypervisorConfig | None = None, *,
+                 echo: Callable[[str], None] | None = None) -> None:
+        self.rundir = run_dir()
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        self._logf = open(board_log_path(), "a", buffering=1)
+        self._echo = echo
+        self.hv = Hypervisor(config, sink=self._log)
+        self.privcmd = Privcmd(self.hv, on_host_shutdown=lambda _reason: self.request_stop())
+        self.xenstored = None
+        self._done = threading.Event()
+        self.monitor = None
+
+    def _log(self, line: str) -> None:
+        self._logf.write(line + "\n")
+        if self._echo:
+            self._echo(line)
+
+    def start(self) -> None:
+        self.hv.start()
+        self._start_xenstored()
+        self.privcmd.serve(privcmd_path())
+        self._start_dom0_services()
+        (self.rundir / "board.pid").write_text(f"{os.getpid()}\n")
+        self.hv.log("board ready: privcmd at " + str(privcmd_path()))
+
+    def _start_xenstored(self) -> None:
+        from xenpy.xenstore import XenStored
+        self.xenstored = XenStored(self.rundir / "xenstored" / "state.json", log=self.hv.log)
+        self.xenstored.serve_socket(xenstored_path())
+
+    def _start_dom0_services(self) -> None:
+        """Dom0 userspace that lives with the board: its XenStore nodes and xl's domain watcher."""
+        from toolstack.libxl import Libxl
+        from toolstack.monitor import DomainMonitor
+        from toolstack.xc import LocalTransport, Xc
+        from toolstack.xs import XsClient
+        xs = XsClient(xenstored_path())
+        xs.write("/local/domain/0/name", "Domain-0")
+        xs.write("/local/domain/0/domid", "0")
+        xs.close()
+        self.monitor = DomainMonitor(
+            lambda: Libxl(Xc(LocalTransport(self.privcmd)), XsClient(xenstored_path())),
+            log=self.hv.log)
+        self.monitor.start()
+        self.hv.dom_exc_listeners.append(self.monitor.notify)
+
+    def request_stop(self) -> None:
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def stop(self) -> None:
+        self.hv.log("board shutting down")
+        self.privcmd.close()
+        if self.monitor is not None:
+            self.monitor.stop()
+        if self.xenstored is not None:
+            self.xenstored.close()
+        self.hv.shutdown()
+        for p in (privcmd_path(), self.rundir / "board.pid"):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+        self._logf.close()

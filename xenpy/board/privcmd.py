@@ -1,0 +1,164 @@
+"""The privcmd endpoint: dom0 userspace's only way into the hypervisor (/dev/xen/privcmd).
+
+A request is a marshalled hypercall from domain 0: {"op": "domctl" | "sysctl" | "memory_op" |
+"sched_op" | "xen_version" | "mmap_foreign" | "console_read" | "console_write", ...}. The reply is
+{"ret": int, "out": {...}}; mmap_foreign also passes the domain's RAM file descriptor (as privcmd's
+mmap of foreign frames does), so the toolstack writes a guest's memory directly.
+
+Framing on the Unix socket: a 4-byte little-endian length, then JSON. The in-process transport
+(tests, the board's own dom0 services) goes through the same encode/decode.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from xenpy.common.domctl import do_domctl
+from xenpy.common.sysctl import do_sysctl
+from xenpy.public import errno
+from xenpy.public.memory import XENMEM_populate_physmap
+from xenpy.public.privcmd import recv_msg, send_msg
+from xenpy.public.sched import SCHEDOP_remote_shutdown, SCHEDOP_shutdown
+
+if TYPE_CHECKING:
+    from xenpy.common.hypervisor import Hypervisor
+
+Reply = tuple[dict[str, Any], int | None]
+
+
+class Privcmd:
+    def __init__(self, hv: "Hypervisor", on_host_shutdown: Callable[[int], None] | None = None):
+        self.hv = hv
+        self.on_host_shutdown = on_host_shutdown
+        self._server: socket.socket | None = None
+        self._stop = threading.Event()
+
+    # -- the requests ---------------------------------------------------------------------------
+
+    def call(self, req: dict[str, Any]) -> Reply:
+        hv, dom0 = self.hv, self.hv.domains[0]
+        op = req.get("op")
+        try:
+            if op == "domctl":
+                ret, out = do_domctl(hv, dom0, req)
+            elif op == "sysctl":
+                ret, out = do_sysctl(hv, dom0, req)
+            elif op == "memory_op":
+                ret, out = self._memory_op(req)
+            elif op == "sched_op":
+                ret, out = self._sched_op(req)
+            elif op == "xen_version":
+                ret, out = 0, {"major": hv.version[0], "minor": hv.version[1],
+                               "extra": hv.extraversion, "capabilities": hv.capabilities,
+                               "changeset": hv.changeset, "commandline": hv.cmdline,
+                               **hv.compile_info}
+            elif op == "mmap_foreign":
+                d = hv.domains.get(int(req["domid"]))
+                if d is None or d.ram is None or d.privileged:
+                    return {"ret": -errno.ESRCH, "out": {}}, None
+                assert d.layout is not None
+                return {"ret": 0, "out": {"ram_base": d.layout.ram_base,
+                                          "size": d.mem_bytes}}, d.ram_fd
+            elif op == "console_read":
+                ret, out = self._console_read(req)
+            elif op == "console_write":
+                d = hv.domains.get(int(req["domid"]))
+                if d is None:
+                    ret, out = -errno.ESRCH, {}
+                else:
+                    with d.console.cond:
+                        d.console_input += req["data"].encode("latin-1")
+                    ret, out = 0, {}
+            else:
+                ret, out = -errno.ENOSYS, {}
+        except (KeyError, TypeError, ValueError):
+            ret, out = -errno.EINVAL, {}
+        return {"ret": ret, "out": out}, None
+
+    def _memory_op(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if req["cmd"] != XENMEM_populate_physmap:
+            return -errno.ENOSYS, {}
+        d = self.hv.domains.get(int(req["domid"]))
+        if d is None or d.privileged:
+            return -errno.ESRCH, {}
+        assert d.layout is not None
+        if int(req["extent_start"]) != d.layout.ram_base >> 12 or int(req.get("extent_order", 0)):
+            return -errno.EINVAL, {}   # one contiguous bank from the layout's RAM base
+        ret = self.hv.domain_populate(d, int(req["nr_extents"]))
+        return (int(req["nr_extents"]) if ret == 0 else ret), {}
+
+    def _sched_op(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        cmd, reason = req["cmd"], int(req.get("reason", 0))
+        if cmd == SCHEDOP_shutdown:           # dom0 shuts down: the whole machine goes
+            if self.on_host_shutdown:
+                self.on_host_shutdown(reason)
+            return 0, {}
+        if cmd == SCHEDOP_remote_shutdown:
+            d = self.hv.domains.get(int(req["domain_id"]))
+            if d is None:
+                return -errno.ESRCH, {}
+            d.shutdown(reason)
+            return 0, {}
+        return -errno.ENOSYS, {}
+
+    def _console_read(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Console output of a domain from `offset`, waiting up to `timeout` s for more."""
+        d = self.hv.domains.get(int(req["domid"]))
+        if d is None:
+            return -errno.ESRCH, {}
+        offset, timeout = int(req.get("offset", 0)), min(float(req.get("timeout", 0)), 5.0)
+        log = d.console
+        deadline = time.monotonic() + timeout
+        with log.cond:
+            while len(log.data) <= offset and not d.is_dying:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                log.cond.wait(left)
+            data = bytes(log.data[offset:offset + 65536])
+        return 0, {"data": data.decode("latin-1"), "offset": offset + len(data),
+                   "shutdown": d.is_shutdown, "dying": d.is_dying}
+
+    # -- the socket -------------------------------------------------------------------------------
+
+    def serve(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.unlink()
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(str(path))
+        os.chmod(path, 0o600)       # dom0 root only, like /dev/xen/privcmd
+        srv.listen(16)
+        self._server = srv
+        threading.Thread(target=self._accept, daemon=True, name="privcmd").start()
+
+    def _accept(self) -> None:
+        assert self._server is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(conn,), daemon=True,
+                             name="privcmd-client").start()
+
+    def _client(self, conn: socket.socket) -> None:
+        with conn:
+            while True:
+                try:
+                    req, _fd = recv_msg(conn)
+                    if req is None:
+                        return
+                    reply, fd = self.call(req)
+                    send_msg(conn, reply, fd)
+                except (OSError, ValueError):
+                    return   # a broken client loses its connection; the board carries on
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.close()

@@ -1,0 +1,225 @@
+"""Domains and vCPUs (Xen's common/domain.c): lifecycle, pause, shutdown, destruction.
+
+A domain's RAM is one host buffer (a memfd, so dom0's toolstack can map a foreign domain's pages
+through privcmd as on Xen) mapped into each of its vCPUs. Scheduling state of a vCPU is here; its
+CPU state is the arch layer's ArmVcpu.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from xenpy.arch.arm.guestcopy import copy_from_guest
+from xenpy.arch.arm.vcpu import ArmVcpu, CpuContext, ram_pointer
+from xenpy.common.hypercall import hypercall
+from xenpy.public import errno
+from xenpy.public.vcpu import (VCPU_REGISTER_VCPU_INFO_SIZE, VCPUOP_register_runstate_memory_area,
+                               VCPUOP_register_vcpu_info)
+from xenpy.public.xen import HYPERVISOR_vcpu_op, PAGE_SIZE
+from xenpy.public.arch_arm import GuestLayout
+from xenpy.public.sched import SHUTDOWN_NAMES
+
+if TYPE_CHECKING:
+    from xenpy.common.hypervisor import Hypervisor
+
+
+class Vcpu:
+    """A vCPU as the scheduler sees it."""
+
+    def __init__(self, domain: "Domain", vcpu_id: int) -> None:
+        self.domain = domain
+        self.vcpu_id = vcpu_id
+        self.online = False
+        self.blocked = False          # waiting in WFI / SCHEDOP_block for an event
+        self.wake_pending = False     # an event arrived while running: do not block on the next WFI
+        self.running_on: int | None = None
+        self.processor = 0            # the pCPU it last ran on (xl vcpu-list's CPU column)
+        self.hard_affinity: frozenset[int] | None = None   # None: all pCPUs
+        self.soft_affinity: frozenset[int] | None = None
+        self.cpu_time_ns = 0
+        self.last_ran = 0.0
+        self.arch: ArmVcpu | None = None
+        self.vcpu_info_gfn: int | None = None     # VCPUOP_register_vcpu_info
+        self.vcpu_info_offset = 0
+        self.runstate_va: int | None = None       # VCPUOP_register_runstate_memory_area
+
+    @property
+    def runnable(self) -> bool:
+        d = self.domain
+        return (self.online and not self.blocked and not d.pause_count and not d.is_shutdown
+                and not d.is_dying and self.arch is not None)
+
+    def __repr__(self) -> str:
+        return f"d{self.domain.domid}v{self.vcpu_id}"
+
+
+@dataclass
+class ConsoleLog:
+    """What a domain wrote with CONSOLEIO_write, from its birth (so `xl create -c` misses nothing)."""
+    data: bytearray = field(default_factory=bytearray)
+    line: bytearray = field(default_factory=bytearray)
+    limit: int = 1 << 20
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def append(self, text: bytes) -> list[bytes]:
+        """Add output; return the complete lines (for the hypervisor log's `(dN) ...`)."""
+        with self.cond:
+            self.data += text
+            if len(self.data) > self.limit:
+                del self.data[:len(self.data) - self.limit]
+            self.cond.notify_all()
+        self.line += text
+        *lines, rest = bytes(self.line).split(b"\n")
+        self.line = bytearray(rest)
+        return lines
+
+
+class Domain:
+    def __init__(self, hv: "Hypervisor", domid: int, *, max_vcpus: int, privileged: bool = False,
+                 handle: bytes | None = None) -> None:
+        self.hv = hv
+        self.domid = domid
+        self.privileged = privileged
+        self.handle = handle or uuidlib.uuid4().bytes
+        self.vcpus = [Vcpu(self, i) for i in range(max_vcpus)]
+        self.pause_count = 1          # Xen creates domains paused; the toolstack unpauses
+        self.is_shutdown = False
+        self.shutdown_code = -1
+        self.is_dying = False
+        self.max_pages = 0
+        self.tot_pages = 0
+        self.layout: GuestLayout | None = None
+        self.ram: mmap.mmap | None = None
+        self.ram_fd = -1
+        self.console = ConsoleLog()
+        self.console_input = bytearray()   # typed at `xl console`, read with CONSOLEIO_read
+        self.unknown_hypercalls: set[int] = set()
+        self.created = time.monotonic()
+        self.lock = threading.RLock()
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    def populate_ram(self, layout: GuestLayout, mem_bytes: int) -> None:
+        """Give the domain its RAM: one shared host buffer, mapped into every vCPU."""
+        if self.ram is not None:
+            raise ValueError("RAM already populated")
+        self.layout = layout
+        self.ram_fd = os.memfd_create(f"xenpy-d{self.domid}-ram", 0)
+        os.ftruncate(self.ram_fd, mem_bytes)
+        self.ram = mmap.mmap(self.ram_fd, mem_bytes)
+        self.tot_pages = mem_bytes >> 12
+        ptr = ram_pointer(self.ram)
+        for v in self.vcpus:
+            v.arch = ArmVcpu(v.vcpu_id, ptr, layout.ram_base, mem_bytes,
+                             on_hypercall=lambda _a, nr, args, v=v: self.hv.on_hypercall(v, nr, args),
+                             on_psci=lambda _a, v=v: self.hv.on_psci(v),
+                             log=self.hv.log)
+
+    @property
+    def mem_bytes(self) -> int:
+        return self.tot_pages << 12
+
+    def ram_write(self, ipa: int, data: bytes) -> None:
+        assert self.ram is not None and self.layout is not None
+        off = ipa - self.layout.ram_base
+        if off < 0 or off + len(data) > len(self.ram):
+            raise ValueError(f"{ipa:#x}+{len(data):#x} is outside the domain's RAM")
+        self.ram[off:off + len(data)] = data
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def set_vcpu_context(self, vcpu_id: int, ctx: CpuContext) -> int:
+        if not 0 <= vcpu_id < len(self.vcpus):
+            return -errno.ESRCH
+        v = self.vcpus[vcpu_id]
+        if v.arch is None:
+            return -errno.EINVAL    # no memory yet
+        v.arch.set_context(ctx)
+        v.online = True
+        return 0
+
+    def shutdown(self, reason: int) -> None:
+        """SCHEDOP_shutdown: stop every vCPU and tell dom0 (VIRQ_DOM_EXC) so its toolstack acts."""
+        with self.lock:
+            if self.is_shutdown or self.is_dying:
+                return
+            self.is_shutdown = True
+            self.shutdown_code = reason
+        self.hv.log(f"Domain {self.domid} shutdown: {SHUTDOWN_NAMES.get(reason, reason)}")
+        for v in self.vcpus:
+            if v.arch is not None:
+                v.arch.stop()
+        self.hv.domain_exception(self)
+
+    def state_letters(self) -> str:
+        """xl list's six State characters: r b p s <reason> d."""
+        running = any(v.running_on is not None for v in self.vcpus)
+        online = [v for v in self.vcpus if v.online]
+        blocked = bool(online) and not running and all(v.blocked for v in online)
+        if self.privileged:   # dom0's userspace is the host: it runs whenever we ask it
+            running, blocked = True, False
+        letters = ["r" if running and not self.is_shutdown else "-",
+                   "b" if blocked and not self.is_shutdown and not self.pause_count else "-",
+                   "p" if self.pause_count and not self.is_shutdown else "-",
+                   "s" if self.is_shutdown else "-",
+                   "-rscwS"[self.shutdown_code] if self.is_shutdown and 0 <= self.shutdown_code <= 5
+                   else "-",
+                   "d" if self.is_dying else "-"]
+        return "".join(letters)
+
+    def cpu_time_ns(self) -> int:
+        return sum(v.cpu_time_ns for v in self.vcpus)
+
+    def release(self) -> None:
+        """Free the domain's resources once no vCPU runs any more."""
+        for v in self.vcpus:
+            if v.arch is not None:
+                v.arch.close()
+                v.arch = None
+        if self.ram is not None:
+            try:
+                self.ram.close()
+            except BufferError:     # a view is still exported (e.g. a test holds one)
+                pass
+            os.close(self.ram_fd)
+            self.ram = None
+
+
+# -- HYPERVISOR_vcpu_op: on ARM only the two registration calls exist ----------------------------
+
+VCPU_INFO_SIZE = 48
+ARM_ALLOWED_VCPUOPS = (VCPUOP_register_runstate_memory_area, VCPUOP_register_vcpu_info)
+
+
+@hypercall(HYPERVISOR_vcpu_op)
+def do_vcpu_op(v: Vcpu, args: tuple[int, ...]) -> int:
+    cmd, vcpuid, arg = args[0], args[1], args[2]
+    if cmd not in ARM_ALLOWED_VCPUOPS:
+        return -errno.EINVAL
+    d = v.domain
+    if vcpuid >= len(d.vcpus):
+        return -errno.ENOENT
+    target = d.vcpus[vcpuid]
+    assert v.arch is not None
+    if cmd == VCPUOP_register_runstate_memory_area:
+        # struct vcpu_register_runstate_memory_area holds a guest handle (8 bytes on ARM).
+        target.runstate_va = int.from_bytes(copy_from_guest(v.arch, arg, 8), "little")
+        return 0
+    raw = copy_from_guest(v.arch, arg, VCPU_REGISTER_VCPU_INFO_SIZE)
+    gfn = int.from_bytes(raw[0:8], "little")
+    offset = int.from_bytes(raw[8:12], "little")
+    if offset & 7 or offset + VCPU_INFO_SIZE > PAGE_SIZE:
+        return -errno.ENXIO        # must not cross a page, must be xen_ulong_t aligned
+    assert d.layout is not None
+    ipa = gfn << 12
+    if not (d.layout.ram_base <= ipa < d.layout.ram_base + d.mem_bytes):
+        return -errno.EINVAL
+    if target.vcpu_info_gfn is not None:
+        return -errno.EBUSY
+    target.vcpu_info_gfn, target.vcpu_info_offset = gfn, offset
+    return 0

@@ -1,0 +1,194 @@
+"""The hypervisor instance: its domains, pCPUs, log and version (Xen's setup.c and common state)."""
+from __future__ import annotations
+
+import collections
+import getpass
+import platform
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+# Importing the handler modules registers them in the hypercall table.
+from xenpy.common import console, kernel, schedule  # noqa: F401
+from xenpy.arch.arm import vpsci
+from xenpy.common.domain import Domain, Vcpu
+from xenpy.common.hypercall import dispatch
+from xenpy.common.schedule import Scheduler
+from xenpy.public import errno
+from xenpy.public.arch_arm import LAYOUTS, GuestLayout
+from xenpy.public.xen import DOMID_FIRST_RESERVED
+
+
+@dataclass
+class HypervisorConfig:
+    nr_pcpus: int = 2
+    total_mem_mb: int = 2048
+    dom0_mem_mb: int = 512
+    dom0_max_vcpus: int | None = None     # default: one per pCPU
+    dom0_vcpus_pin: bool = False
+    layout: str = "4.4"                   # the arm32 default guest memory map (Xen 4.4's)
+    cmdline: str = ""
+    slice_ms: float = 10.0
+
+
+class Hypervisor:
+    version = (4, 4)
+    extraversion = ".0-xenpy"
+    capabilities = "xen-3.0-armv7l "
+    changeset = "xenpy"
+
+    def __init__(self, config: HypervisorConfig | None = None,
+                 sink: Callable[[str], None] | None = None) -> None:
+        self.config = c = config or HypervisorConfig()
+        self.cmdline = c.cmdline
+        self.default_layout: GuestLayout = LAYOUTS[c.layout]
+        self.nr_pcpus = c.nr_pcpus
+        self.total_pages = c.total_mem_mb << 8
+        self.domains: dict[int, Domain] = {}
+        self.dmesg: collections.deque[str] = collections.deque(maxlen=4096)
+        self._sink = sink
+        self._log_lock = threading.Lock()
+        self._next_domid = 1
+        self.dom_exc_listeners: list[Callable[[int], None]] = []
+        self.compile_info = {"compiler": f"Python {platform.python_version()}",
+                             "compile_by": getpass.getuser()[:15], "compile_domain": "xenpy",
+                             "compile_date": time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime())}
+        self.started = time.monotonic()
+        self.scheduler = Scheduler(self, c.nr_pcpus, c.slice_ms)
+        self._create_dom0()
+
+    def _create_dom0(self) -> None:
+        c = self.config
+        n = c.dom0_max_vcpus or c.nr_pcpus
+        dom0 = Domain(self, 0, max_vcpus=n, privileged=True)
+        dom0.tot_pages = dom0.max_pages = c.dom0_mem_mb << 8
+        dom0.pause_count = 0
+        for v in dom0.vcpus:
+            v.online = True
+            v.processor = v.vcpu_id % c.nr_pcpus
+            if c.dom0_vcpus_pin:
+                v.hard_affinity = frozenset({v.vcpu_id % c.nr_pcpus})
+        self.domains[0] = dom0
+        self.log(f"Xen version {self.version[0]}.{self.version[1]}{self.extraversion} (xenpy) "
+                 f"{c.nr_pcpus} pCPUs, {c.total_mem_mb} MB")
+        self.log(f"Command line: {self.cmdline}")
+        self.log(f"*** LOADING DOMAIN 0 *** ({c.dom0_mem_mb} MB, {n} vCPUs"
+                 f"{', pinned' if c.dom0_vcpus_pin else ''})")
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        self.scheduler.stop()
+        for d in list(self.domains.values()):
+            d.release()
+
+    # -- logging: the Xen console ring (xl dmesg) ----------------------------------------------------
+
+    def log(self, msg: str, prefix: str = "(XEN)") -> None:
+        with self._log_lock:
+            for line in msg.splitlines() or [""]:
+                text = f"{prefix} {line}"
+                self.dmesg.append(text)
+                if self._sink:
+                    self._sink(text)
+
+    def console_write(self, d: Domain, data: bytes) -> None:
+        for line in d.console.append(data):
+            self.log(line.decode("ascii", "replace"), prefix=f"(d{d.domid})")
+
+    def console_read(self, d: Domain, count: int) -> bytes:
+        with d.console.cond:
+            data = bytes(d.console_input[:count])
+            if data:
+                del d.console_input[:len(data)]
+        return data
+
+    # -- traps -------------------------------------------------------------------------------------
+
+    def on_hypercall(self, v: Vcpu, nr: int, args: tuple[int, ...]) -> int:
+        return dispatch(v, nr, args)
+
+    def on_psci(self, v: Vcpu) -> None:
+        vpsci.do_psci(v)
+
+    def has_pending_interrupt(self, v: Vcpu) -> bool:
+        return False
+
+    def tick(self, now: float) -> None:
+        """Called by the scheduler's ticker: time-driven work (timers) hooks in here."""
+
+    # -- domains -------------------------------------------------------------------------------------
+
+    def dom0_cpu_time_ns(self) -> int:
+        """Dom0's userspace is this host process: its CPU time, less what guests used."""
+        guests = sum(d.cpu_time_ns() for d in self.domains.values() if not d.privileged)
+        return max(0, time.process_time_ns() - guests)
+
+    def free_pages(self) -> int:
+        return self.total_pages - sum(d.tot_pages for d in self.domains.values())
+
+    def domain_create(self, domid: int, max_vcpus: int, handle: bytes | None,
+                      layout: str | None) -> int:
+        """XEN_DOMCTL_createdomain: a new, paused domain with no memory yet. Returns its id."""
+        if layout is not None and layout not in LAYOUTS:
+            return -errno.EINVAL
+        if not 1 <= max_vcpus <= 128:
+            return -errno.EINVAL
+        if domid == 0:
+            domid = self._next_domid
+            while domid in self.domains:
+                domid = domid + 1 if domid + 1 < DOMID_FIRST_RESERVED else 1
+        elif domid >= DOMID_FIRST_RESERVED:
+            return -errno.EINVAL
+        elif domid in self.domains:
+            return -errno.EEXIST
+        d = Domain(self, domid, max_vcpus=max_vcpus, handle=handle)
+        d.layout = LAYOUTS[layout] if layout else self.default_layout
+        self.domains[domid] = d
+        self._next_domid = domid + 1 if domid + 1 < DOMID_FIRST_RESERVED else 1
+        return domid
+
+    def domain_populate(self, d: Domain, nr_pages: int) -> int:
+        """XENMEM_populate_physmap for the whole of a domU's single RAM bank."""
+        assert d.layout is not None
+        if d.ram is not None:
+            return -errno.EEXIST
+        if nr_pages <= 0 or nr_pages << 12 > d.layout.ram_max:
+            return -errno.EINVAL
+        if d.max_pages and nr_pages > d.max_pages:
+            return -errno.ENOMEM
+        if nr_pages > self.free_pages():
+            return -errno.ENOMEM
+        d.populate_ram(d.layout, nr_pages << 12)
+        return 0
+
+    def domain_pause(self, d: Domain) -> None:
+        d.pause_count += 1
+        self.scheduler.deschedule(d.vcpus)
+
+    def domain_unpause(self, d: Domain) -> int:
+        if d.pause_count == 0:
+            return -errno.EINVAL
+        d.pause_count -= 1
+        self.scheduler.kick()
+        return 0
+
+    def domain_destroy(self, d: Domain) -> int:
+        if d.privileged:
+            return -errno.EPERM
+        d.is_dying = True
+        if not self.scheduler.deschedule(d.vcpus):
+            return -errno.EAGAIN      # Xen's continuation: the caller retries
+        self.domains.pop(d.domid, None)
+        d.release()
+        self.log(f"Domain {d.domid} destroyed")
+        self.domain_exception(d)
+        return 0
+
+    def domain_exception(self, d: Domain) -> None:
+        """VIRQ_DOM_EXC: tell dom0's toolstack a domain shut down or died."""
+        for listener in list(self.dom_exc_listeners):
+            listener(d.domid)

@@ -1,0 +1,197 @@
+"""The scheduler (Xen's common/sched/core.c, simplified to round robin) and SCHEDOP_*.
+
+pCPUs are host threads. Each picks the runnable vCPU that has waited longest among those whose hard
+affinity includes it (preferring its soft affinity), runs it until it traps, and accounts the time.
+A ticker preempts a vCPU whose slice is over when another vCPU waits for that pCPU: it calls
+emu_stop() from outside, so guest code runs with no per-instruction hook.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Iterable
+
+from xenpy.arch.arm.guestcopy import copy_from_guest
+from xenpy.arch.arm.vcpu import Exit
+from xenpy.common.hypercall import hypercall
+from xenpy.public import errno
+from xenpy.public.sched import (SCHEDOP_block, SCHEDOP_remote_shutdown, SCHEDOP_shutdown,
+                                SCHEDOP_shutdown_code, SCHEDOP_yield, SHUTDOWN_MAX)
+from xenpy.public.xen import HYPERVISOR_sched_op
+
+if TYPE_CHECKING:
+    from xenpy.common.domain import Vcpu
+    from xenpy.common.hypervisor import Hypervisor
+
+
+class Scheduler:
+    def __init__(self, hv: "Hypervisor", nr_pcpus: int, slice_ms: float = 10.0) -> None:
+        self.hv = hv
+        self.nr_pcpus = nr_pcpus
+        self.slice_s = slice_ms / 1000
+        self.cond = threading.Condition()
+        self.current: list["Vcpu | None"] = [None] * nr_pcpus
+        self.slice_start = [0.0] * nr_pcpus
+        self.idle_ns = [0] * nr_pcpus
+        self._stopping = False
+        self._threads = [threading.Thread(target=self._pcpu_loop, args=(c,), daemon=True,
+                                          name=f"pcpu{c}") for c in range(nr_pcpus)]
+        self._threads.append(threading.Thread(target=self._ticker, daemon=True, name="ticker"))
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self._stopping = True
+            for v in self.current:
+                if v is not None and v.arch is not None:
+                    v.arch.stop()
+            self.cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    # -- state changes from other threads ------------------------------------------------------
+
+    def wake(self, v: "Vcpu") -> None:
+        """An event for v: unblock it, or make its next WFI fall through if it is running."""
+        with self.cond:
+            if v.running_on is not None:
+                v.wake_pending = True
+                if v.arch is not None:
+                    v.arch.stop()
+            v.blocked = False
+            self.cond.notify_all()
+
+    def kick(self) -> None:
+        """Something became runnable (unpause, CPU_ON, affinity change): let idle pCPUs look."""
+        with self.cond:
+            self.cond.notify_all()
+
+    def deschedule(self, vcpus: Iterable["Vcpu"], timeout: float = 5.0) -> bool:
+        """Stop the given vCPUs and wait until none of them is running (pause, destroy)."""
+        vcpus = list(vcpus)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                running = [v for v in vcpus if v.running_on is not None]
+                if not running:
+                    return True
+                for v in running:
+                    if v.arch is not None:
+                        v.arch.stop()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 0.01))
+
+    # -- the pCPU loop -------------------------------------------------------------------------
+
+    def _eligible(self, v: "Vcpu", cpu: int) -> bool:
+        return (v.running_on is None and v.runnable
+                and (v.hard_affinity is None or cpu in v.hard_affinity))
+
+    def _pick(self, cpu: int) -> "Vcpu | None":
+        best = None
+        for d in list(self.hv.domains.values()):
+            if d.privileged:
+                continue
+            for v in d.vcpus:
+                if not self._eligible(v, cpu):
+                    continue
+                soft = v.soft_affinity is None or cpu in v.soft_affinity
+                key = (not soft, v.last_ran)
+                if best is None or key < best[0]:
+                    best = (key, v)
+        return best[1] if best else None
+
+    def _pcpu_loop(self, cpu: int) -> None:
+        while True:
+            with self.cond:
+                v = None
+                idle_from = time.perf_counter_ns()
+                while not self._stopping and (v := self._pick(cpu)) is None:
+                    self.cond.wait(0.05)
+                self.idle_ns[cpu] += time.perf_counter_ns() - idle_from
+                if self._stopping:
+                    return
+                v.running_on = v.processor = cpu
+                v.wake_pending = False
+                self.current[cpu] = v
+                self.slice_start[cpu] = time.monotonic()
+            t0 = time.perf_counter_ns()
+            try:
+                why = v.arch.run() if v.arch is not None else Exit.DOWN
+            except Exception as e:  # noqa: BLE001 - a guest must not take a pCPU down
+                self.hv.log(f"{v}: vCPU stopped by an internal error: {e!r}")
+                v.domain.shutdown(3)
+                why = Exit.DOWN
+            with self.cond:
+                v.cpu_time_ns += time.perf_counter_ns() - t0
+                v.last_ran = time.monotonic()
+                v.running_on = None
+                self.current[cpu] = None
+                if why is Exit.WFI:
+                    if v.wake_pending or self.hv.has_pending_interrupt(v):
+                        v.wake_pending = False
+                    else:
+                        v.blocked = True
+                self.cond.notify_all()
+
+    def _ticker(self) -> None:
+        while not self._stopping:
+            time.sleep(self.slice_s / 2)
+            now = time.monotonic()
+            with self.cond:
+                for cpu, v in enumerate(self.current):
+                    if v is None or now - self.slice_start[cpu] < self.slice_s:
+                        continue
+                    if self._waiting_for(cpu, v) and v.arch is not None:
+                        v.arch.stop()
+            self.hv.tick(now)
+
+    def _waiting_for(self, cpu: int, current: "Vcpu") -> bool:
+        for d in list(self.hv.domains.values()):
+            for v in d.vcpus:
+                if v is not current and self._eligible(v, cpu):
+                    return True
+        return False
+
+
+# -- SCHEDOP_* ------------------------------------------------------------------------------------
+
+def _read_u32(v: "Vcpu", va: int) -> int:
+    assert v.arch is not None
+    return int.from_bytes(copy_from_guest(v.arch, va, 4), "little")
+
+
+@hypercall(HYPERVISOR_sched_op)
+def do_sched_op(v: "Vcpu", args: tuple[int, ...]) -> int:
+    cmd, arg = args[0], args[1]
+    assert v.arch is not None
+    if cmd == SCHEDOP_yield:
+        v.arch.stop()
+        return 0
+    if cmd == SCHEDOP_block:
+        v.arch.stop(Exit.WFI)
+        return 0
+    if cmd in (SCHEDOP_shutdown, SCHEDOP_shutdown_code):
+        reason = _read_u32(v, arg)
+        if reason > SHUTDOWN_MAX:
+            return -errno.EINVAL
+        if cmd == SCHEDOP_shutdown_code:
+            v.domain.shutdown_code = reason   # recorded for a later shutdown
+            return 0
+        v.domain.shutdown(reason)
+        return 0
+    if cmd == SCHEDOP_remote_shutdown:
+        if not v.domain.privileged:
+            return -errno.EPERM
+        raw = copy_from_guest(v.arch, arg, 8)
+        target = v.domain.hv.domains.get(int.from_bytes(raw[0:2], "little"))
+        if target is None:
+            return -errno.ESRCH
+        target.shutdown(int.from_bytes(raw[4:8], "little"))
+        return 0
+    return -errno.ENOSYS
