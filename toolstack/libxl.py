@@ -8,6 +8,7 @@ record the config for the shutdown watcher, unpause.
 from __future__ import annotations
 
 import json
+import os
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ class Libxl:
 
     def domain_name(self, domid: int) -> str:
         try:
-            return self.xs.read(f"/local/domain/{domid}/name")
+            return self.xs.read(f"/local/domain/{domid}/name").decode()
         except Exception:  # noqa: BLE001 - a domain without a name node is shown as xl does
             return "(null)"
 
@@ -93,7 +94,7 @@ class Libxl:
 
     # -- create ----------------------------------------------------------------------------------
 
-    def create(self, cfg: DomainConfig, *, paused: bool = False) -> int:
+    def create(self, cfg: DomainConfig, *, paused: bool = False, extra: list[str] | tuple = ()) -> int:
         if any(info.name == cfg.name for info in self.list_domains()):
             raise CreateError(f"domain with name \"{cfg.name}\" already exists.")
         try:
@@ -108,7 +109,7 @@ class Libxl:
         except XcError as e:
             raise CreateError(f"cannot create domain {cfg.name}: {e}") from None
         try:
-            self._build(domid, cfg, image, mem_bytes, handle)
+            self._build(domid, cfg, image, mem_bytes, handle, list(extra))
             if not paused:
                 self.xc.domain_unpause(domid)
         except (CreateError, LoaderError, XcError) as e:
@@ -117,7 +118,7 @@ class Libxl:
         return domid
 
     def _build(self, domid: int, cfg: DomainConfig, image: Any, mem_bytes: int,
-               handle: uuidlib.UUID) -> None:
+               handle: uuidlib.UUID, extra: list[str]) -> None:
         layout = LAYOUTS[cfg.guest_layout or self.board_layout(domid)]
         version = self.xc.version()
         try:
@@ -143,9 +144,8 @@ class Libxl:
         self.xc.vcpu_setcontext(domid, 0, pc=placement.entry, r0=0, r1=0xFFFFFFFF,
                                 r2=placement.dtb_addr, cpsr=layout.psr_guest32_init, sctlr=SCTLR_GUEST_INIT)
         for n in range(cfg.maxvcpus):
-            hard = cfg.cpus[n] if n < len(cfg.cpus) else (cfg.cpus[-1] if len(cfg.cpus) == 1 else None)
-            soft = cfg.cpus_soft[n] if n < len(cfg.cpus_soft) else (
-                cfg.cpus_soft[-1] if len(cfg.cpus_soft) == 1 else None)
+            hard = cfg.cpus[n] if n < len(cfg.cpus) else None
+            soft = cfg.cpus_soft[n] if n < len(cfg.cpus_soft) else None
             if hard is not None or soft is not None:
                 try:
                     self.xc.vcpu_setaffinity(domid, n, sorted(hard) if hard is not None else None,
@@ -156,7 +156,7 @@ class Libxl:
         path = userdata_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"domid": domid, "config": cfg.to_json(),
-                                    "source": {"path": cfg.source_path, "extra": list(cfg.extra)}},
+                                    "source": {"path": os.path.abspath(cfg.source), "extra": extra}},
                                    indent=4))
 
     def board_layout(self, domid: int) -> str:
@@ -192,7 +192,7 @@ class Libxl:
     def destroy(self, domid: int) -> None:
         vm = None
         try:
-            vm = self.xs.read(f"/local/domain/{domid}/vm")
+            vm = self.xs.read(f"/local/domain/{domid}/vm").decode()
         except Exception:  # noqa: BLE001
             pass
         self.xc.domain_destroy(domid)

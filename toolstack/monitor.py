@@ -69,7 +69,7 @@ class DomainMonitor:
                 lx.rename(domid, f"{name}-{domid}")     # the old one stays, renamed
             else:
                 lx.destroy(domid)
-            new = lx.create(cfg)
+            new = lx.create(cfg, extra=src["extra"])
             self._log(f"xl: domain {name} restarted as {new}")
         else:
             lx.destroy(domid)

@@ -90,7 +90,7 @@ def cmd_create(ns: argparse.Namespace) -> int:
         return 0
     lx = libxl()
     try:
-        domid = lx.create(cfg, paused=ns.paused)
+        domid = lx.create(cfg, paused=ns.paused, extra=ns.vars)
     except CreateError as e:
         raise XlError(f"xl: {e}") from None
     if ns.console:

@@ -23,6 +23,7 @@ from unicorn.arm_const import (UC_ARM_REG_CP_REG, UC_ARM_REG_CPSR, UC_ARM_REG_LR
                                UC_CPU_ARM_CORTEX_A7)
 
 from xenpy.arch.arm import decode, guest_walk
+from xenpy.arch.arm.regs import CP15, RegBatch, RegWriter
 from xenpy.public.arch_arm import XEN_HYPERCALL_TAG, hvc_a32
 
 if TYPE_CHECKING:
@@ -45,16 +46,6 @@ FSR_DEBUG_SHORT, FSR_DEBUG_LPAE = 0x2, (1 << 9) | 0x22
 WFI_A32 = 0xE320F003
 WFI_T16 = 0xBF30
 UNTIL = 0xFFFFFFFF  # never an instruction address: emu_start runs until something stops it
-
-# (coproc, is64, sec, crn, crm, opc1, opc2) of the CP15 registers the hypervisor reads.
-_CP15 = {
-    "SCTLR": (15, 0, 0, 1, 0, 0, 0), "TTBR0": (15, 1, 0, 0, 2, 0, 0),
-    "TTBR1": (15, 1, 0, 0, 2, 1, 0), "TTBCR": (15, 0, 0, 2, 0, 0, 2),
-    "DACR": (15, 0, 0, 3, 0, 0, 0), "DFSR": (15, 0, 0, 5, 0, 0, 0),
-    "IFSR": (15, 0, 0, 5, 0, 0, 1), "DFAR": (15, 0, 0, 6, 0, 0, 0),
-    "IFAR": (15, 0, 0, 6, 0, 0, 2), "VBAR": (15, 0, 0, 12, 0, 0, 0),
-}
-
 
 class Exit(enum.Enum):
     """Why run() returned to the scheduler."""
@@ -109,6 +100,13 @@ class ArmVcpu:
         self._hooks = [uc.hook_add(UC_HOOK_INSN_INVALID, self._hook_invalid),
                        uc.hook_add(UC_HOOK_INTR, self._hook_intr),
                        uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._hook_unmapped)]
+        h = uc._uch
+        self._trap_regs = RegBatch(h, [UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3,
+                                       UC_ARM_REG_R4, UC_ARM_REG_R12, UC_ARM_REG_PC,
+                                       UC_ARM_REG_CPSR, "SCTLR"])
+        self._mmu_regs = RegBatch(h, ["SCTLR", "TTBCR", "TTBR0", "TTBR1", "DACR"])
+        self._write = RegWriter(h)
+        self._fetch_cache: dict[tuple[int, ...], int] = {}
         self._stop_requested = False
         self._exit: Exit | None = None
         self._fault: tuple[int, bool, bool] | None = None   # (address, write, fetch)
@@ -133,15 +131,14 @@ class ArmVcpu:
         return self.uc.reg_read(UC_ARM_REG_CPSR)
 
     def cp15(self, name: str) -> int:
-        return self.uc.reg_read(UC_ARM_REG_CP_REG, _CP15[name])
+        return self.uc.reg_read(UC_ARM_REG_CP_REG, CP15[name])
 
     def set_cp15(self, name: str, value: int) -> None:
-        self.uc.reg_write(UC_ARM_REG_CP_REG, _CP15[name] + (value,))
+        self.uc.reg_write(UC_ARM_REG_CP_REG, CP15[name] + (value,))
 
     def stage1(self) -> guest_walk.Stage1Regs:
-        return guest_walk.Stage1Regs(sctlr=self.cp15("SCTLR"), ttbcr=self.cp15("TTBCR"),
-                                     ttbr0=self.cp15("TTBR0"), ttbr1=self.cp15("TTBR1"),
-                                     dacr=self.cp15("DACR"))
+        sctlr, ttbcr, ttbr0, ttbr1, dacr = self._mmu_regs.read()
+        return guest_walk.Stage1Regs(sctlr=sctlr, ttbcr=ttbcr, ttbr0=ttbr0, ttbr1=ttbr1, dacr=dacr)
 
     def set_context(self, ctx: CpuContext) -> None:
         """Boot state as Xen's toolstack sets it: registers, CPSR, SCTLR (MMU off)."""
@@ -201,43 +198,64 @@ class ArmVcpu:
 
     # -- hooks (run on the pCPU thread, inside emu_start) -----------------------------------------
 
-    def _fetch_insn(self, pc: int, thumb: bool) -> int | None:
-        """The instruction at a guest virtual PC, fetched through the guest's tables."""
-        try:
-            ipa = guest_walk.gva_to_ipa(self.stage1(), pc, write=False, exec_=True,
-                                        read_phys=self.read_phys)
-            raw = self.read_phys(ipa, 4)
-        except guest_walk.GuestFault:
-            return None
+    def _fetch_insn(self, pc: int, thumb: bool, sctlr: int | None = None) -> int | None:
+        """The instruction at a guest virtual PC, fetched through the guest's tables.
+
+        With the MMU on, the page translation is cached per (page, translation registers): a
+        hypercall site is hot, and the walk is the expensive part of the trap.
+        """
+        if sctlr is not None and not sctlr & SCTLR_M:
+            ipa = pc
+        else:
+            regs = self.stage1()
+            key = (pc >> 12, regs.sctlr, regs.ttbcr, regs.ttbr0, regs.ttbr1)
+            page = self._fetch_cache.get(key)
+            if page is None:
+                try:
+                    page = guest_walk.gva_to_ipa(regs, pc & ~0xFFF, write=False, exec_=True,
+                                                 read_phys=self.read_phys) >> 12
+                except guest_walk.GuestFault:
+                    return None
+                if len(self._fetch_cache) > 256:
+                    self._fetch_cache.clear()
+                self._fetch_cache[key] = page
+            ipa = page << 12 | pc & 0xFFF
+        raw = self.read_phys(ipa, 4) if (ipa & 0xFFF) <= 0xFFC else self._read_virt(pc, 4)
         if raw is None:
             return None
         if not thumb:
-            return struct.unpack("<I", raw)[0]
+            return int.from_bytes(raw, "little")
         hw1, hw2 = struct.unpack("<HH", raw)
         return (hw1 << 16) | hw2 if hw1 >> 11 in (0x1D, 0x1E, 0x1F) else hw1
 
+    def _read_virt(self, va: int, size: int) -> bytes | None:
+        try:
+            chunks = guest_walk.translate_range(self.stage1(), va, size, write=False,
+                                                read_phys=self.read_phys)
+        except guest_walk.GuestFault:
+            return None
+        parts = [self.read_phys(ipa, n) for ipa, n in chunks]
+        return None if any(p is None for p in parts) else b"".join(parts)  # type: ignore[misc]
+
     def _hook_invalid(self, uc: Uc, _data: object) -> bool:
-        pc = self.pc
-        thumb = bool(self.cpsr & PSR_T)
-        insn = self._fetch_insn(pc, thumb)
+        r0, r1, r2, r3, r4, r12, pc, cpsr, sctlr = self._trap_regs.read()
+        thumb = bool(cpsr & PSR_T)
+        insn = self._fetch_insn(pc, thumb, sctlr)
         imm = _hvc_imm(insn, thumb) if insn is not None else None
         if imm is None:
             self.inject(Vector.UNDEF, pc)
             return True
-        uc.reg_write(UC_ARM_REG_PC, pc + 4)
+        self._write(UC_ARM_REG_PC, pc + 4)
         if imm == XEN_HYPERCALL_TAG:
             self.hypercalls += 1
-            nr = uc.reg_read(UC_ARM_REG_R12)
-            args = tuple(uc.reg_read(r) for r in
-                         (UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3, UC_ARM_REG_R4))
-            ret = self._on_hypercall(self, nr, args)
+            ret = self._on_hypercall(self, r12, (r0, r1, r2, r3, r4))
             if ret is not None:
-                uc.reg_write(UC_ARM_REG_R0, ret & 0xFFFFFFFF)
+                self._write(UC_ARM_REG_R0, ret)
         elif imm == 0:
             self._on_psci(self)     # SMCCC / PSCI: function id in r0
         else:
             # Current Xen logs the bad immediate and injects UNDEF.
-            self._log(f"d?v{self.vcpu_id}: invalid HVC imm {imm:#x}")
+            self._log(f"vcpu{self.vcpu_id}: invalid HVC imm {imm:#x}")
             self.inject(Vector.UNDEF, pc)
         return True
 

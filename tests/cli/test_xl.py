@@ -1,0 +1,132 @@
+"""The commands a user types, against a real board daemon in a temporary run directory."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HELLO = ROOT / "examples/hello/hello.cfg"
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 60, stdin: str | None = None):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, input=stdin)
+
+
+def xl(*args: str, env: dict[str, str], **kw):
+    return run("toolstack.xl", *args, env=env, **kw)
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    rundir = tmp_path_factory.mktemp("run")
+    env = {**os.environ, "XENPY_RUNDIR": str(rundir)}
+    env.pop("XENSTORED_PATH", None)
+    r = run("xenpy", "boot", "--pcpus", "2", env=env)
+    assert r.returncode == 0, r.stderr
+    yield env
+    run("xenpy", "shutdown", env=env)
+
+
+def wait_for(pred, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def rows(list_output: str) -> dict[str, list[str]]:
+    out = {}
+    for line in list_output.splitlines()[1:]:
+        name, *rest = line.split()
+        out[name] = rest
+    return out
+
+
+def test_create_console_shows_the_guest_and_success(board):
+    r = xl("create", "-c", str(HELLO), env=board)
+    assert r.returncode == 0, r.stderr
+    assert "Parsing config from" in r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Hello from xenpy guest"
+    assert "vcpu1: up" in lines and "mmu: on" in lines
+    assert lines[-1] == "Test result: SUCCESS"
+    # on_poweroff = "destroy": the watcher removes it
+    assert wait_for(lambda: "hello" not in xl("list", env=board).stdout)
+
+
+def test_list_vcpu_list_preserve_and_destroy(board):
+    r = xl("create", str(HELLO), 'on_poweroff="preserve"', 'name="keep"', env=board)
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: rows(xl("list", env=board).stdout).get("keep", [""] * 4)[3] == "---s--")
+    out = xl("list", env=board).stdout
+    header, *_ = out.splitlines()
+    assert header == "Name                                        ID   Mem VCPUs\tState\tTime(s)"
+    table = rows(out)
+    assert table["Domain-0"][:2] == ["0", "512"]
+    domid, mem, _vcpus, state, _t = table["keep"]
+    assert mem == "32" and state == "---s--"
+    assert re.search(r"^keep\s+\d+\s+32\s+\d+\s+---s--\s+\d+\.\d$", out, re.M)
+    vl = xl("vcpu-list", "keep", env=board).stdout.splitlines()
+    assert vl[0].split() == ["Name", "ID", "VCPU", "CPU", "State", "Time(s)", "Affinity", "(Hard",
+                             "/", "Soft)"]
+    assert [l.split()[2] for l in vl[1:]] == ["0", "1"]
+    assert xl("destroy", "keep", env=board).returncode == 0
+    assert "keep" not in xl("list", env=board).stdout
+
+
+def test_paused_create_pinning_and_unpause(board):
+    r = xl("create", "-p", str(HELLO), 'name="pinned"', 'cpus="1"', 'on_poweroff="preserve"',
+           env=board)
+    assert r.returncode == 0, r.stderr
+    assert rows(xl("list", env=board).stdout)["pinned"][3] == "--p---"
+    vl = [l.split() for l in xl("vcpu-list", "pinned", env=board).stdout.splitlines()[1:]]
+    assert all(row[-3:] == ["1", "/", "all"] for row in vl)
+    assert xl("unpause", "pinned", env=board).returncode == 0
+    assert wait_for(lambda: rows(xl("list", env=board).stdout)["pinned"][3] == "---s--")
+    out = xl("console", "pinned", env=board).stdout
+    assert out.splitlines()[-1] == "Test result: SUCCESS"
+    xl("destroy", "pinned", env=board)
+
+
+def test_domain_arguments_and_errors(board):
+    r = xl("destroy", "nosuch", env=board)
+    assert r.returncode == 1 and r.stderr.strip() == "nosuch is an invalid domain identifier (rc=-6)"
+    r = xl("list", "nosuch", env=board)
+    assert r.returncode == 1 and "Error: Domain 'nosuch' does not exist." in r.stderr
+    r = xl("destroy", "0", env=board)
+    assert r.returncode == 1 and r.stderr.startswith("Not destroying domain 0; use -f to force.")
+    info = xl("info", env=board).stdout
+    assert re.search(r"^nr_cpus\s+: 2$", info, re.M) and re.search(r"^xen_version\s+: 4\.4", info, re.M)
+    assert "(d" in xl("dmesg", env=board).stdout or "(XEN)" in xl("dmesg", env=board).stdout
+
+
+BAD = {
+    "syntax": ('name = "x"\nmemory = 32\nkernel = vm1\n', r"bad\.cfg:3: config parsing error near `vm1'"),
+    "nokernel": ('name = "x"\nmemory = 32\nkernel = "does/not/exist.zImage"\n', r"does/not/exist\.zImage"),
+    "small": ('name = "x"\nmemory = 1\nkernel = "domains/hello/hello.zImage"\n', r"(memory|fit)"),
+    "type": ('name = "x"\nmemory = [32]\nkernel = "domains/hello/hello.zImage"\n',
+             r"bad\.cfg:2: .*memory"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_configs_give_one_clear_line(board, tmp_path, case):
+    text, pattern = BAD[case]
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text(text)
+    r = xl("create", str(cfg), env=board)
+    assert r.returncode == 1
+    errors = [l for l in r.stderr.splitlines() if not l.startswith("Parsing config")]
+    assert len(errors) == 1, r.stderr
+    assert re.search(pattern, errors[0]), errors[0]
+    assert "Traceback" not in r.stderr
+    assert "x " not in xl("list", env=board).stdout

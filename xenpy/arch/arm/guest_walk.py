@@ -1,0 +1,410 @@
+"""Software walk of an ARMv7 guest's stage-1 translation tables (Xen's guest_walk.c).
+
+Every pointer a guest hands to a hypercall is a guest virtual address.  With the
+guest's MMU on, the hypervisor translates it through the guest's own tables -- the
+short-descriptor format (ARM ARM B3.5) or, when TTBCR.EAE=1, the LPAE
+long-descriptor format (B3.6) -- into an IPA, which the caller then checks against
+the domain's memory.  The tables live in guest memory and are untrusted: any bit
+pattern must end in an IPA or a GuestFault, never a host exception.
+
+Unlike Xen, which only answers yes/no, the walk also checks permissions for the
+access and reports faults with the FSR value the guest's own MMU would have
+produced, so the arch layer can inject the same abort a real CPU would take.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+ReadPhys = Callable[[int, int], "bytes | None"]
+
+# SCTLR bits (B4.1.130).
+SCTLR_M = 1 << 0
+SCTLR_AFE = 1 << 29       # access flag enable: AP[0] becomes the Access flag
+SCTLR_WXN = 1 << 19       # writable implies execute-never
+SCTLR_UWXN = 1 << 20      # PL0-writable implies PL1 execute-never
+SCTLR_EE = 1 << 25        # big-endian translation table walks
+
+# TTBCR bits (B4.1.153).
+TTBCR_N_MASK = 0x7
+TTBCR_PD0 = 1 << 4
+TTBCR_PD1 = 1 << 5
+TTBCR_EPD0 = 1 << 7
+TTBCR_EPD1 = 1 << 23
+TTBCR_EAE = 1 << 31
+
+# Short-descriptor fault status codes, FS[4:0] (B3.13.3, Table B3-23).
+_FS_TRANSLATION = {1: 0b00101, 2: 0b00111}
+_FS_ACCESS = {1: 0b00011, 2: 0b00110}
+_FS_DOMAIN = {1: 0b01001, 2: 0b01011}
+_FS_PERMISSION = {1: 0b01101, 2: 0b01111}
+_FS_EXT_WALK = {1: 0b01100, 2: 0b01110}
+
+# Long-descriptor STATUS[5:2]; STATUS[1:0] is the lookup level (Table B3-24).
+_LD_STATUS = {
+    "address_size": 0b0000,
+    "translation": 0b0001,
+    "access": 0b0010,
+    "permission": 0b0011,
+    "external": 0b0101,
+}
+
+FSR_LPAE = 1 << 9
+FSR_WNR = 1 << 11
+
+_PA_MASK_40 = (1 << 40) - 1
+
+
+@dataclass(frozen=True)
+class Stage1Regs:
+    """The guest's stage-1 controls, as its vCPU has them loaded."""
+
+    sctlr: int
+    ttbcr: int
+    ttbr0: int    # 64-bit: LPAE format (BADDR[39:x], ASID[55:48]) when TTBCR.EAE=1
+    ttbr1: int
+    dacr: int
+
+
+class GuestFault(Exception):
+    """A stage-1 fault, described as the guest's MMU would report it.
+
+    fsr is ready for the guest's DFSR (data access: WnR set for writes) or IFSR
+    (exec_=True: no WnR, no domain field): short-descriptor encoding when
+    TTBCR.EAE=0, long-descriptor (LPAE bit set) when EAE=1.
+    """
+
+    def __init__(self, kind: str, level: int, va: int, write: bool, fsr: int,
+                 exec_: bool = False) -> None:
+        self.kind = kind
+        self.level = level
+        self.va = va
+        self.write = write
+        self.exec_ = exec_
+        self.fsr = fsr
+        super().__init__(f"{kind} fault (level {level}) at VA {va:#010x}"
+                         f" {'exec' if exec_ else 'write' if write else 'read'},"
+                         f" FSR {fsr:#x}")
+
+
+@dataclass(frozen=True)
+class _Access:
+    va: int
+    write: bool
+    exec_: bool
+    privileged: bool
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    """What a successful walk found before permissions are applied."""
+
+    ipa: int
+    size: int                 # bytes mapped by the leaf (4K .. 1G)
+    pl1_r: bool
+    pl1_w: bool
+    pl0_r: bool
+    pl0_w: bool
+    xn: bool
+    pxn: bool
+
+
+def _short_fault(acc: _Access, kind: str, level: int, domain: int = 0) -> GuestFault:
+    table = {"translation": _FS_TRANSLATION, "access": _FS_ACCESS,
+             "domain": _FS_DOMAIN, "permission": _FS_PERMISSION,
+             "external": _FS_EXT_WALK}[kind]
+    fs = table[level]
+    fsr = (fs & 0xF) | ((fs >> 4) << 10)
+    if acc.exec_:
+        write = False          # IFSR has neither WnR nor a Domain field
+    else:
+        write = acc.write
+        fsr |= (domain & 0xF) << 4
+        if write:
+            fsr |= FSR_WNR
+    return GuestFault(kind, level, acc.va, write, fsr, acc.exec_)
+
+
+def _long_fault(acc: _Access, kind: str, level: int) -> GuestFault:
+    fsr = FSR_LPAE | (_LD_STATUS[kind] << 2) | (level & 3)
+    write = acc.write and not acc.exec_
+    if write:
+        fsr |= FSR_WNR
+    return GuestFault(kind, level, acc.va, write, fsr, acc.exec_)
+
+
+def _read_desc(read_phys: ReadPhys, pa: int, size: int, big_endian: bool) -> int | None:
+    data = read_phys(pa, size)
+    if data is None or len(data) != size:
+        return None
+    return int.from_bytes(data, "big" if big_endian else "little")
+
+
+# AP[2:0] decode for the full (AFE=0) model: (PL1 read, PL1 write, PL0 read, PL0 write).
+# 0b100 is reserved; treating it as no access keeps an odd guest from gaining rights.
+_AP_FULL = {
+    0b000: (False, False, False, False),
+    0b001: (True, True, False, False),
+    0b010: (True, True, True, False),
+    0b011: (True, True, True, True),
+    0b100: (False, False, False, False),
+    0b101: (True, False, False, False),
+    0b110: (True, False, True, False),
+    0b111: (True, False, True, False),
+}
+
+# AP[2:1] decode of the simplified model (SCTLR.AFE=1 and all LPAE descriptors).
+_AP_SIMPLE = {
+    0b00: (True, True, False, False),
+    0b01: (True, True, True, True),
+    0b10: (True, False, False, False),
+    0b11: (True, False, True, False),
+}
+
+
+def _check_permissions(regs: Stage1Regs, leaf: _Leaf, acc: _Access) -> bool:
+    """True when the leaf allows the access (B3.7)."""
+    if acc.privileged:
+        can_r, can_w = leaf.pl1_r, leaf.pl1_w
+    else:
+        can_r, can_w = leaf.pl0_r, leaf.pl0_w
+    if acc.exec_:
+        xn = leaf.xn or (acc.privileged and leaf.pxn)
+        if regs.sctlr & SCTLR_WXN and can_w:
+            xn = True
+        if acc.privileged and regs.sctlr & SCTLR_UWXN and leaf.pl0_w:
+            xn = True
+        # An instruction fetch also needs read permission at its PL.
+        return can_r and not xn
+    return can_w if acc.write else can_r
+
+
+# --------------------------------------------------------------------------
+# Short-descriptor format
+# --------------------------------------------------------------------------
+
+def _walk_short(regs: Stage1Regs, acc: _Access, read_phys: ReadPhys) -> _Leaf:
+    va = acc.va
+    be = bool(regs.sctlr & SCTLR_EE)
+    n = regs.ttbcr & TTBCR_N_MASK
+    if n == 0 or (va >> (32 - n)) == 0:
+        if regs.ttbcr & TTBCR_PD0:
+            raise _short_fault(acc, "translation", 1)
+        # TTBR0's table shrinks with N: base is TTBR0[31:14-N], index VA[31-N:20].
+        base = regs.ttbr0 & (0xFFFFFFFF << (14 - n)) & 0xFFFFFFFF
+        index = (va & (0xFFFFFFFF >> n)) >> 20
+    else:
+        if regs.ttbcr & TTBCR_PD1:
+            raise _short_fault(acc, "translation", 1)
+        # TTBR1 always covers a full 16KB table indexed by VA[31:20].
+        base = regs.ttbr1 & 0xFFFFC000
+        index = va >> 20
+
+    l1 = _read_desc(read_phys, base | (index << 2), 4, be)
+    if l1 is None:
+        raise _short_fault(acc, "external", 1)
+    kind = l1 & 3
+    if kind == 0:
+        raise _short_fault(acc, "translation", 1)
+
+    afe = bool(regs.sctlr & SCTLR_AFE)
+    if kind == 1:
+        # Page table: the domain comes from L1, but (unlike a section) it is
+        # only checked once a valid L2 descriptor has been fetched.
+        domain = (l1 >> 5) & 0xF
+        pxn = bool(l1 & (1 << 2))
+        l2_addr = (l1 & 0xFFFFFC00) | (((va >> 12) & 0xFF) << 2)
+        l2 = _read_desc(read_phys, l2_addr, 4, be)
+        if l2 is None:
+            raise _short_fault(acc, "external", 2, domain)
+        if l2 & 3 == 0:
+            raise _short_fault(acc, "translation", 2, domain)
+        if l2 & 2:          # small page, 4KB; bit 0 is XN
+            ipa = (l2 & 0xFFFFF000) | (va & 0xFFF)
+            size = 1 << 12
+            xn = bool(l2 & 1)
+        else:               # large page, 64KB; bit 15 is XN
+            ipa = (l2 & 0xFFFF0000) | (va & 0xFFFF)
+            size = 1 << 16
+            xn = bool(l2 & (1 << 15))
+        ap = ((l2 >> 4) & 3) | (((l2 >> 9) & 1) << 2)
+        level = 2
+    else:
+        # Section (bit 18 clear) or supersection; descriptor type 0b11 carries PXN.
+        pxn = kind == 3
+        xn = bool(l1 & (1 << 4))
+        ap = ((l1 >> 10) & 3) | (((l1 >> 15) & 1) << 2)
+        level = 1
+        if l1 & (1 << 18):
+            # Supersection: 16MB, always domain 0.  PA[35:32] sit in bits [23:20]
+            # and PA[39:36] in bits [8:5], giving a 40-bit output address.
+            domain = 0
+            ipa = ((l1 & 0xFF000000) | (va & 0x00FFFFFF)
+                   | (((l1 >> 20) & 0xF) << 32) | (((l1 >> 5) & 0xF) << 36))
+            size = 1 << 24
+        else:
+            domain = (l1 >> 5) & 0xF
+            ipa = (l1 & 0xFFF00000) | (va & 0x000FFFFF)
+            size = 1 << 20
+
+    # With AFE, AP[0] is the Access flag; its fault ranks above domain and
+    # permission faults (B3.12.3).
+    if afe and not ap & 1:
+        raise _short_fault(acc, "access", level, domain)
+
+    dom = (regs.dacr >> (2 * domain)) & 3
+    if dom in (0b00, 0b10):          # no access; 0b10 is reserved: treat it the same
+        raise _short_fault(acc, "domain", level, domain)
+    if dom == 0b11:
+        # Manager: neither AP nor XN/PXN is checked (B3.7.1, B3.7.2).
+        return _Leaf(ipa, size, True, True, True, True, False, False)
+
+    if afe:
+        perms = _AP_SIMPLE[ap >> 1]
+    else:
+        perms = _AP_FULL[ap]
+    leaf = _Leaf(ipa, size, *perms, xn=xn, pxn=pxn)
+    if not _check_permissions(regs, leaf, acc):
+        raise _short_fault(acc, "permission", level, domain)
+    return leaf
+
+
+# --------------------------------------------------------------------------
+# Long-descriptor (LPAE) format
+# --------------------------------------------------------------------------
+
+_LEVEL_SHIFT = {1: 30, 2: 21, 3: 12}
+
+
+def _walk_long(regs: Stage1Regs, acc: _Access, read_phys: ReadPhys) -> _Leaf:
+    va = acc.va
+    be = bool(regs.sctlr & SCTLR_EE)
+    t0sz = regs.ttbcr & 7
+    t1sz = (regs.ttbcr >> 16) & 7
+
+    # TTBR0 covers VA[31:32-T0SZ] == 0 and TTBR1 VA[31:32-T1SZ] all ones; a zero
+    # size field means "everything the other region does not cover" (B3.6.4).
+    in0 = t0sz == 0 or va < (1 << (32 - t0sz))
+    in1 = t1sz != 0 and va >= (1 << 32) - (1 << (32 - t1sz))
+    if t0sz == 0 and t1sz != 0:
+        in0 = not in1
+    if t1sz == 0 and t0sz != 0:
+        in1 = not in0
+    if in0:
+        tsz, ttbr, disabled = t0sz, regs.ttbr0, regs.ttbcr & TTBCR_EPD0
+    elif in1:
+        tsz, ttbr, disabled = t1sz, regs.ttbr1, regs.ttbcr & TTBCR_EPD1
+    else:
+        raise _long_fault(acc, "translation", 1)
+    if disabled:
+        raise _long_fault(acc, "translation", 1)
+
+    input_bits = 32 - tsz
+    level = 1 if tsz <= 1 else 2
+    # The first table holds just enough entries for the region: it is indexed
+    # by VA[input_bits-1:shift] and aligned to its own size (BADDR[39:x]).
+    first_bits = input_bits - _LEVEL_SHIFT[level]
+    if (ttbr >> 40) & 0xFF:
+        raise _long_fault(acc, "address_size", 0)
+    table = ttbr & _PA_MASK_40 & ~((1 << (first_bits + 3)) - 1)
+    va_in = va & ((1 << input_bits) - 1)
+    index_bits = first_bits
+
+    # Hierarchical controls from table descriptors (B3.6.1).
+    ap_table_no_pl0 = False
+    ap_table_ro = False
+    xn_table = False
+    pxn_table = False
+
+    while True:
+        shift = _LEVEL_SHIFT[level]
+        index = (va_in >> shift) & ((1 << index_bits) - 1)
+        desc = _read_desc(read_phys, table + index * 8, 8, be)
+        if desc is None:
+            raise _long_fault(acc, "external", level)
+        if not desc & 1:
+            raise _long_fault(acc, "translation", level)
+        is_table_or_page = bool(desc & 2)
+        if level == 3 and not is_table_or_page:
+            # 0b01 at level 3 is reserved and behaves as invalid.
+            raise _long_fault(acc, "translation", level)
+        if (desc >> 40) & 0xFF:
+            raise _long_fault(acc, "address_size", level)
+        if level < 3 and is_table_or_page:
+            ap_table_no_pl0 |= bool(desc & (1 << 61))
+            ap_table_ro |= bool(desc & (1 << 62))
+            pxn_table |= bool(desc & (1 << 59))
+            xn_table |= bool(desc & (1 << 60))
+            table = desc & _PA_MASK_40 & ~0xFFF
+            level += 1
+            index_bits = 9
+            continue
+        break
+
+    size = 1 << shift
+    ipa = (desc & _PA_MASK_40 & ~(size - 1)) | (va & (size - 1))
+    if not desc & (1 << 10):
+        raise _long_fault(acc, "access", level)
+
+    pl1_r, pl1_w, pl0_r, pl0_w = _AP_SIMPLE[(desc >> 6) & 3]
+    if ap_table_ro:
+        pl1_w = pl0_w = False
+    if ap_table_no_pl0:
+        pl0_r = pl0_w = False
+    leaf = _Leaf(ipa, size, pl1_r, pl1_w, pl0_r, pl0_w,
+                 xn=bool(desc & (1 << 54)) or xn_table,
+                 pxn=bool(desc & (1 << 53)) or pxn_table)
+    if not _check_permissions(regs, leaf, acc):
+        raise _long_fault(acc, "permission", level)
+    return leaf
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+def _walk(regs: Stage1Regs, acc: _Access, read_phys: ReadPhys) -> _Leaf:
+    if not 0 <= acc.va <= 0xFFFFFFFF:
+        raise ValueError(f"not a 32-bit guest virtual address: {acc.va:#x}")
+    if not regs.sctlr & SCTLR_M:
+        # MMU off: flat mapping; the caller's domain-memory check still applies.
+        return _Leaf(acc.va, 1 << 32, True, True, True, True, False, False)
+    if regs.ttbcr & TTBCR_EAE:
+        return _walk_long(regs, acc, read_phys)
+    return _walk_short(regs, acc, read_phys)
+
+
+def gva_to_ipa(regs: Stage1Regs, va: int, *, write: bool, exec_: bool = False,
+               privileged: bool = True, read_phys: ReadPhys) -> int:
+    """Translate guest VA `va` for one access, as the guest's stage-1 MMU would.
+
+    read_phys(ipa, size) reads the guest's own memory (the tables) and returns
+    None when the address is not backed; that becomes a synchronous external
+    abort on the walk.  Returns the IPA or raises GuestFault.
+    """
+    return _walk(regs, _Access(va, write, exec_, privileged), read_phys).ipa
+
+
+def translate_range(regs: Stage1Regs, va: int, length: int, *, write: bool,
+                    read_phys: ReadPhys, privileged: bool = True) -> list[tuple[int, int]]:
+    """Translate a guest buffer into (ipa, length) chunks.
+
+    The buffer is walked one mapping at a time (a 4K page, a 1M section, ...);
+    neighbouring chunks that happen to be contiguous in IPA space are merged.
+    Like the guest's own address arithmetic, the buffer wraps at 4GB.
+    """
+    if length < 0:
+        raise ValueError("negative length")
+    chunks: list[tuple[int, int]] = []
+    remaining = length
+    cur = va
+    while remaining:
+        leaf = _walk(regs, _Access(cur, write, False, privileged), read_phys)
+        step = min(remaining, leaf.size - (cur & (leaf.size - 1)))
+        if chunks and chunks[-1][0] + chunks[-1][1] == leaf.ipa:
+            chunks[-1] = (chunks[-1][0], chunks[-1][1] + step)
+        else:
+            chunks.append((leaf.ipa, step))
+        remaining -= step
+        cur = (cur + step) & 0xFFFFFFFF
+    return chunks

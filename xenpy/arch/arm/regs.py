@@ -1,0 +1,70 @@
+"""Fast register access for trap handlers.
+
+Unicorn's Python binding costs several microseconds per register (argument classification, a
+ctypes struct per call). A trap needs a dozen registers, so handlers read them with one
+uc_reg_read_batch call into preallocated buffers, CP15 registers included.
+"""
+from __future__ import annotations
+
+import ctypes
+
+from unicorn.arm_const import UC_ARM_REG_CP_REG
+from unicorn.unicorn_py3.unicorn import uclib
+
+# (coproc, is64, sec, crn, crm, opc1, opc2) of the CP15 registers the hypervisor reads.
+CP15 = {
+    "SCTLR": (15, 0, 0, 1, 0, 0, 0), "TTBR0": (15, 1, 0, 0, 2, 0, 0),
+    "TTBR1": (15, 1, 0, 0, 2, 1, 0), "TTBCR": (15, 0, 0, 2, 0, 0, 2),
+    "DACR": (15, 0, 0, 3, 0, 0, 0), "DFSR": (15, 0, 0, 5, 0, 0, 0),
+    "IFSR": (15, 0, 0, 5, 0, 0, 1), "DFAR": (15, 0, 0, 6, 0, 0, 0),
+    "IFAR": (15, 0, 0, 6, 0, 0, 2), "VBAR": (15, 0, 0, 12, 0, 0, 0),
+    "CNTV_CTL": (15, 0, 0, 14, 3, 0, 1), "CNTV_CVAL": (15, 1, 0, 0, 14, 3, 0),
+    "CNTVCT": (15, 1, 0, 0, 14, 1, 0), "CNTVOFF": (15, 1, 0, 0, 14, 4, 0),
+    "CNTFRQ": (15, 0, 0, 14, 0, 0, 0),
+}
+
+
+class _CpReg(ctypes.Structure):
+    _fields_ = [("cp", ctypes.c_uint32), ("is64", ctypes.c_uint32), ("sec", ctypes.c_uint32),
+                ("crn", ctypes.c_uint32), ("crm", ctypes.c_uint32), ("opc1", ctypes.c_uint32),
+                ("opc2", ctypes.c_uint32), ("val", ctypes.c_uint64)]
+
+
+class RegBatch:
+    """A fixed list of registers (ids, or CP15 names) read in one call."""
+
+    def __init__(self, handle: int, regs: list[int | str]) -> None:
+        self._h = handle
+        n = len(regs)
+        self._n = n
+        self._ids = (ctypes.c_int * n)()
+        self._ptrs = (ctypes.c_void_p * n)()
+        self._cells: list[ctypes.Structure | ctypes.c_uint64] = []
+        for i, r in enumerate(regs):
+            if isinstance(r, str):
+                cell = _CpReg(*CP15[r], 0)
+                self._ids[i] = UC_ARM_REG_CP_REG
+            else:
+                cell = ctypes.c_uint64(0)
+                self._ids[i] = r
+            self._cells.append(cell)
+            self._ptrs[i] = ctypes.addressof(cell)
+        self._getters = [(lambda c=c: c.val) if isinstance(c, _CpReg) else (lambda c=c: c.value & 0xFFFFFFFF)
+                         for c in self._cells]
+
+    def read(self) -> list[int]:
+        uclib.uc_reg_read_batch(self._h, self._ids, self._ptrs, self._n)
+        return [g() for g in self._getters]
+
+
+class RegWriter:
+    """uc_reg_write for 32-bit core registers without the binding's per-call overhead."""
+
+    def __init__(self, handle: int) -> None:
+        self._h = handle
+        self._buf = ctypes.c_uint32()
+        self._ref = ctypes.byref(self._buf)
+
+    def __call__(self, reg: int, value: int) -> None:
+        self._buf.value = value & 0xFFFFFFFF
+        uclib.uc_reg_write(self._h, reg, self._ref)
