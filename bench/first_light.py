@@ -151,7 +151,7 @@ def main() -> int:
     ap.add_argument("--json", default=str(ROOT / "bench/results/first_light.json"))
     ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     ns = ap.parse_args()
-    loops = 2_000_000 if ns.quick else 20_000_000
+    loops = 5_000_000 if ns.quick else 100_000_000
     calls = 20_000 if ns.quick else 200_000
     repeat = 2 if ns.quick else 3
     hv = Hypervisor(HypervisorConfig(nr_pcpus=2))

@@ -14,9 +14,10 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from xenpy.arch.arm.domain import arch_domain_init
 from xenpy.arch.arm.guestcopy import copy_from_guest
-from xenpy.arch.arm.vcpu import ArmVcpu, CpuContext, ram_pointer
-from xenpy.common.hypercall import hypercall
+from xenpy.arch.arm.vcpu import ArmVcpu, CpuContext
+from xenpy.common.hypercall import dispatch, hypercall
 from xenpy.public import errno
 from xenpy.public.vcpu import (VCPU_REGISTER_VCPU_INFO_SIZE, VCPUOP_register_runstate_memory_area,
                                VCPUOP_register_vcpu_info)
@@ -47,6 +48,7 @@ class Vcpu:
         self.vcpu_info_gfn: int | None = None     # VCPUOP_register_vcpu_info
         self.vcpu_info_offset = 0
         self.runstate_va: int | None = None       # VCPUOP_register_runstate_memory_area
+        self.timer_deadline: int | None = None    # host ns of its next armed timer
 
     @property
     def runnable(self) -> bool:
@@ -94,6 +96,7 @@ class Domain:
         self.max_pages = 0
         self.tot_pages = 0
         self.layout: GuestLayout | None = None
+        self.vgic = None                   # the arch layer's VGicV2, once the domain has RAM
         self.ram: mmap.mmap | None = None
         self.ram_fd = -1
         self.console = ConsoleLog()
@@ -113,12 +116,12 @@ class Domain:
         os.ftruncate(self.ram_fd, mem_bytes)
         self.ram = mmap.mmap(self.ram_fd, mem_bytes)
         self.tot_pages = mem_bytes >> 12
-        ptr = ram_pointer(self.ram)
         for v in self.vcpus:
-            v.arch = ArmVcpu(v.vcpu_id, ptr, layout.ram_base, mem_bytes,
-                             on_hypercall=lambda _a, nr, args, v=v: self.hv.on_hypercall(v, nr, args),
+            v.arch = ArmVcpu(v.vcpu_id, self.ram, layout.ram_base, mem_bytes,
+                             on_hypercall=lambda nr, args, v=v: dispatch(v, nr, args),
                              on_psci=lambda _a, v=v: self.hv.on_psci(v),
                              log=self.hv.log)
+        arch_domain_init(self)
 
     @property
     def mem_bytes(self) -> int:

@@ -3,7 +3,8 @@
 Handlers take the calling vCPU and the five argument registers and return a value for r0 (a
 negative errno on error). A guest's bad argument never raises out of a handler: GuestFault becomes
 -EFAULT here, and an unexpected exception is logged and answered with -EINVAL rather than taking
-the board down.
+the board down. The trap writes r0 and PC+4 after the handler returns (one register write), so a
+handler never moves the calling vCPU's PC itself; it stops the vCPU instead (block, yield, off).
 """
 from __future__ import annotations
 

@@ -13,11 +13,11 @@ from typing import Callable
 # Importing the handler modules registers them in the hypercall table.
 from xenpy.common import console, kernel, schedule  # noqa: F401
 from xenpy.arch.arm import vpsci
+from xenpy.arch.arm.domain import sample_timers
 from xenpy.common.domain import Domain, Vcpu
-from xenpy.common.hypercall import dispatch
 from xenpy.common.schedule import Scheduler
 from xenpy.public import errno
-from xenpy.public.arch_arm import LAYOUTS, GuestLayout
+from xenpy.public.arch_arm import GUEST_EVTCHN_PPI, LAYOUTS, GuestLayout
 from xenpy.public.xen import DOMID_FIRST_RESERVED
 
 
@@ -108,17 +108,28 @@ class Hypervisor:
 
     # -- traps -------------------------------------------------------------------------------------
 
-    def on_hypercall(self, v: Vcpu, nr: int, args: tuple[int, ...]) -> int:
-        return dispatch(v, nr, args)
-
     def on_psci(self, v: Vcpu) -> None:
         vpsci.do_psci(v)
 
     def has_pending_interrupt(self, v: Vcpu) -> bool:
-        return False
+        """What wakes a WFI: any interrupt pending for the vCPU, masked by CPSR.I or not."""
+        vgic = v.domain.vgic if not v.domain.privileged else None
+        return bool(vgic and vgic.has_deliverable(v.vcpu_id))
 
-    def tick(self, now: float) -> None:
-        """Called by the scheduler's ticker: time-driven work (timers) hooks in here."""
+    def vgic_kick(self, d: Domain, vcpu_id: int) -> None:
+        """The vGIC has something deliverable for a vCPU: wake it or make it take it now."""
+        if vcpu_id < len(d.vcpus):
+            self.scheduler.wake(d.vcpus[vcpu_id])
+
+    def timer_written(self, v: Vcpu) -> None:
+        """The guest reprogrammed a timer: update its line now and let the ticker see the deadline."""
+        sample_timers(v)
+        self.scheduler.timers_changed()
+
+    def vcpu_mark_events_pending(self, v: Vcpu) -> None:
+        """evtchn_upcall_pending went 0 -> 1: raise the event-channel PPI (31) in its vGIC."""
+        if v.domain.vgic is not None:
+            v.domain.vgic.raise_irq(v.vcpu_id, GUEST_EVTCHN_PPI)
 
     # -- domains -------------------------------------------------------------------------------------
 

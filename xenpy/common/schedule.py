@@ -11,6 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Iterable
 
+from xenpy.arch.arm.domain import sample_timers
 from xenpy.arch.arm.guestcopy import copy_from_guest
 from xenpy.arch.arm.vcpu import Exit
 from xenpy.common.hypercall import hypercall
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from xenpy.common.hypervisor import Hypervisor
 
 
+
 class Scheduler:
     def __init__(self, hv: "Hypervisor", nr_pcpus: int, slice_ms: float = 10.0) -> None:
         self.hv = hv
@@ -34,6 +36,7 @@ class Scheduler:
         self.slice_start = [0.0] * nr_pcpus
         self.idle_ns = [0] * nr_pcpus
         self._stopping = False
+        self._tick_event = threading.Event()
         self._threads = [threading.Thread(target=self._pcpu_loop, args=(c,), daemon=True,
                                           name=f"pcpu{c}") for c in range(nr_pcpus)]
         self._threads.append(threading.Thread(target=self._ticker, daemon=True, name="ticker"))
@@ -45,6 +48,7 @@ class Scheduler:
     def stop(self) -> None:
         with self.cond:
             self._stopping = True
+            self._tick_event.set()
             for v in self.current:
                 if v is not None and v.arch is not None:
                     v.arch.stop()
@@ -120,6 +124,8 @@ class Scheduler:
                 v.wake_pending = False
                 self.current[cpu] = v
                 self.slice_start[cpu] = time.monotonic()
+            if v.domain.vgic is not None:
+                sample_timers(v)                 # a deadline may have passed while it waited
             t0 = time.perf_counter_ns()
             try:
                 why = v.arch.run() if v.arch is not None else Exit.DOWN
@@ -127,6 +133,8 @@ class Scheduler:
                 self.hv.log(f"{v}: vCPU stopped by an internal error: {e!r}")
                 v.domain.shutdown(3)
                 why = Exit.DOWN
+            if v.arch is not None and v.domain.vgic is not None:
+                sample_timers(v)
             with self.cond:
                 v.cpu_time_ns += time.perf_counter_ns() - t0
                 v.last_ran = time.monotonic()
@@ -139,17 +147,42 @@ class Scheduler:
                         v.blocked = True
                 self.cond.notify_all()
 
+    def timers_changed(self) -> None:
+        """A vCPU's timer deadline moved: the ticker recomputes when to wake."""
+        self._tick_event.set()
+
     def _ticker(self) -> None:
+        """Slice ends and timer deadlines: preempt, or wake a vCPU whose timer fired."""
         while not self._stopping:
-            time.sleep(self.slice_s / 2)
+            now_ns = time.monotonic_ns()
+            next_ns = now_ns + int(self.slice_s / 2 * 1e9)
             now = time.monotonic()
+            due: list["Vcpu"] = []
             with self.cond:
                 for cpu, v in enumerate(self.current):
-                    if v is None or now - self.slice_start[cpu] < self.slice_s:
-                        continue
-                    if self._waiting_for(cpu, v) and v.arch is not None:
+                    if (v is not None and v.arch is not None
+                            and now - self.slice_start[cpu] >= self.slice_s
+                            and self._waiting_for(cpu, v)):
                         v.arch.stop()
-            self.hv.tick(now)
+                for d in list(self.hv.domains.values()):
+                    for v in d.vcpus:
+                        t = v.timer_deadline
+                        if t is None:
+                            continue
+                        if t <= now_ns:
+                            due.append(v)
+                        else:
+                            next_ns = min(next_ns, t)
+            for v in due:
+                v.timer_deadline = None
+                if v.running_on is not None and v.arch is not None:
+                    v.arch.stop()                # it samples its timer on the way out
+                else:
+                    sample_timers(v)             # raises the PPI; the vGIC's kick wakes it
+            delay = (next_ns - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                self._tick_event.wait(delay)
+                self._tick_event.clear()
 
     def _waiting_for(self, cpu: int, current: "Vcpu") -> bool:
         for d in list(self.hv.domains.values()):

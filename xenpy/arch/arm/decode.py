@@ -133,15 +133,21 @@ def _a32_exclusive(insn: int, reg: RegRead, pc: int) -> DataAccess | None:
     size = {0: 4, 1: 8, 2: 1, 3: 2}[op]
     # Loads name Rt in [15:12]; stores put the status register there and Rt in [3:0].
     rt = (insn >> 12) & 0xF if load else insn & 0xF
+    if size == 8 and (rt & 1 or rt == 14):
+        return None                      # the doubleword pair must be even/odd
     return DataAccess(reg(rn) & _M32, not load, size, rt)
 
 
 def _a32_block(insn: int, reg: RegRead, pc: int) -> DataAccess | None:
     """LDM/STM in all four addressing modes (A8.6.53 onwards)."""
-    p, u, w, load = ((insn >> s) & 1 for s in (24, 23, 21, 20))
+    p, u, s_bit, w, load = ((insn >> s) & 1 for s in (24, 23, 22, 21, 20))
     rn = (insn >> 16) & 0xF
     reglist = insn & 0xFFFF
     if rn == PC or reglist == 0:
+        return None
+    # UNPREDICTABLE in ARMv7: user-bank transfers with writeback, and loads
+    # that write back into a register they also load.
+    if w and ((s_bit and not (load and reglist & 0x8000)) or (load and reglist & (1 << rn))):
         return None
     n = _bitcount(reglist)
     base = reg(rn) & _M32
@@ -344,6 +350,11 @@ def _t32_block(hw1: int, hw2: int, reg: RegRead) -> DataAccess | None:
     if op not in (0b01, 0b10) or rn == PC or reglist == 0:
         return None
     n = _bitcount(reglist)
+    # T32 lists never hold SP, need two registers, and cannot store the PC
+    # or load both LR and PC.
+    if n < 2 or reglist & (1 << 13) or (not load and reglist & (1 << 15)) \
+            or (load and reglist & 0xC000 == 0xC000) or (w and reglist & (1 << rn)):
+        return None
     base = reg(rn) & _M32
     if op == 0b01:                                         # increment after
         return DataAccess(base, not load, 4 * n, _lowest(reglist),

@@ -37,8 +37,8 @@ def _chunks(vcpu: "ArmVcpu", va: int, length: int, write: bool) -> list[tuple[in
 def copy_from_guest(vcpu: "ArmVcpu", va: int, length: int) -> bytes:
     if length == 0:
         return b""
-    mem = vcpu.uc.mem_read
-    return b"".join(bytes(mem(ipa, n)) for ipa, n in _chunks(vcpu, va, length, False))
+    read = vcpu.read_phys
+    return b"".join(read(ipa, n) for ipa, n in _chunks(vcpu, va, length, False))  # type: ignore[misc]
 
 
 def copy_to_guest(vcpu: "ArmVcpu", va: int, data: bytes) -> None:
@@ -47,5 +47,5 @@ def copy_to_guest(vcpu: "ArmVcpu", va: int, data: bytes) -> None:
     pos = 0
     chunks = _chunks(vcpu, va, len(data), True)   # translate everything before writing anything
     for ipa, n in chunks:
-        vcpu.uc.mem_write(ipa, data[pos:pos + n])
+        vcpu.write_phys(ipa, data[pos:pos + n])
         pos += n

@@ -20,7 +20,8 @@ CP15 = {
     "IFAR": (15, 0, 0, 6, 0, 0, 2), "VBAR": (15, 0, 0, 12, 0, 0, 0),
     "CNTV_CTL": (15, 0, 0, 14, 3, 0, 1), "CNTV_CVAL": (15, 1, 0, 0, 14, 3, 0),
     "CNTVCT": (15, 1, 0, 0, 14, 1, 0), "CNTVOFF": (15, 1, 0, 0, 14, 4, 0),
-    "CNTFRQ": (15, 0, 0, 14, 0, 0, 0),
+    "CNTFRQ": (15, 0, 0, 14, 0, 0, 0), "CNTP_CTL": (15, 0, 0, 14, 2, 0, 1),
+    "CNTP_CVAL": (15, 1, 0, 0, 14, 2, 0), "CNTPCT": (15, 1, 0, 0, 14, 0, 0),
 }
 
 
@@ -58,13 +59,23 @@ class RegBatch:
 
 
 class RegWriter:
-    """uc_reg_write for 32-bit core registers without the binding's per-call overhead."""
+    """uc_reg_write(_batch) for n 32-bit core registers without the binding's per-call overhead."""
 
-    def __init__(self, handle: int) -> None:
+    def __init__(self, handle: int, n: int = 1) -> None:
         self._h = handle
-        self._buf = ctypes.c_uint32()
-        self._ref = ctypes.byref(self._buf)
+        self._n = n
+        self._vals = (ctypes.c_uint32 * n)()
+        self._ids = (ctypes.c_int * n)()
+        self._ptrs = (ctypes.c_void_p * n)(*[ctypes.addressof(self._vals) + 4 * i for i in range(n)])
+        self._ref = ctypes.byref(self._vals)
 
-    def __call__(self, reg: int, value: int) -> None:
-        self._buf.value = value & 0xFFFFFFFF
-        uclib.uc_reg_write(self._h, reg, self._ref)
+    def __call__(self, *pairs: int) -> None:
+        """(reg, value) pairs, flattened: w(PC, pc) or w(PC, pc, R0, ret)."""
+        if self._n == 1:
+            self._vals[0] = pairs[1] & 0xFFFFFFFF
+            uclib.uc_reg_write(self._h, pairs[0], self._ref)
+            return
+        for i in range(self._n):
+            self._ids[i] = pairs[2 * i]
+            self._vals[i] = pairs[2 * i + 1] & 0xFFFFFFFF
+        uclib.uc_reg_write_batch(self._h, self._ids, self._ptrs, self._n)

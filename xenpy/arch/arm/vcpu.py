@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import mmap
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -86,8 +87,8 @@ class CpuContext:
 class ArmVcpu:
     """Guest CPU state and the trap entry. Scheduling state lives in common.domain.Vcpu."""
 
-    def __init__(self, vcpu_id: int, ram_ptr: int, ram_base: int, ram_size: int,
-                 on_hypercall: Callable[["ArmVcpu", int, tuple[int, ...]], int | None],
+    def __init__(self, vcpu_id: int, ram: "mmap.mmap", ram_base: int, ram_size: int,
+                 on_hypercall: Callable[[int, tuple[int, ...]], int | None],
                  on_psci: Callable[["ArmVcpu"], None],
                  log: Callable[[str], None]) -> None:
         self.vcpu_id = vcpu_id
@@ -95,7 +96,8 @@ class ArmVcpu:
         self._on_hypercall, self._on_psci, self._log = on_hypercall, on_psci, log
         self.uc = uc = Uc(UC_ARCH_ARM, UC_MODE_ARM)
         uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_A7)
-        uc.mem_map_ptr(ram_base, ram_size, UC_PROT_ALL, ram_ptr)
+        self.ram = ram             # the domain's RAM: the same host memory Unicorn runs on
+        uc.mem_map_ptr(ram_base, ram_size, UC_PROT_ALL, ram_pointer(ram))
         # Keep the callbacks referenced: Unicorn stores only ctypes pointers to them.
         self._hooks = [uc.hook_add(UC_HOOK_INSN_INVALID, self._hook_invalid),
                        uc.hook_add(UC_HOOK_INTR, self._hook_intr),
@@ -106,7 +108,12 @@ class ArmVcpu:
                                        UC_ARM_REG_CPSR, "SCTLR"])
         self._mmu_regs = RegBatch(h, ["SCTLR", "TTBCR", "TTBR0", "TTBR1", "DACR"])
         self._write = RegWriter(h)
+        self._write2 = RegWriter(h, 2)
         self._fetch_cache: dict[tuple[int, ...], int] = {}
+        self._pc_cpsr = RegBatch(h, [UC_ARM_REG_PC, UC_ARM_REG_CPSR])
+        self._mmio_fault: tuple[int, bool] | None = None
+        self._retranslate = False
+        self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
         self._stop_requested = False
         self._exit: Exit | None = None
         self._fault: tuple[int, bool, bool] | None = None   # (address, write, fetch)
@@ -155,7 +162,11 @@ class ArmVcpu:
         self._exit = None
         while True:
             self._stop_requested = False
-            pc = self.pc | (1 if self.cpsr & PSR_T else 0)
+            pc, cpsr = self._pc_cpsr.read()
+            if not cpsr & PSR_I and self.irq_pending():
+                self.inject(Vector.IRQ, pc)       # the guest takes the interrupt first
+                pc, cpsr = self._pc_cpsr.read()
+            pc |= 1 if cpsr & PSR_T else 0
             try:
                 self.uc.emu_start(pc, UNTIL)
             except UcError:
@@ -171,10 +182,23 @@ class ArmVcpu:
                 if self._exit:
                     return self._exit
                 continue
+            if self._mmio_fault is not None:
+                # A refused MMIO access (strict vGIC): the access has completed in Unicorn, so
+                # the abort is taken with the return address of the instruction that made it.
+                addr, write = self._mmio_fault
+                self._mmio_fault = None
+                lpae = self.cp15("TTBCR") >> 31
+                pc_now = self.pc
+                self.inject_abort(addr, prefetch=False, write=write, at=pc_now - 4,
+                                  fsr=FSR_DEBUG_LPAE if lpae else FSR_DEBUG_SHORT)
+                continue
             if self._exit:
                 return self._exit
             if self._stop_requested:
                 return Exit.PREEMPTED
+            if self._retranslate:
+                self._retranslate = False
+                continue
             if self._after_wfi():
                 return Exit.WFI
             return Exit.PREEMPTED
@@ -220,7 +244,7 @@ class ArmVcpu:
                     self._fetch_cache.clear()
                 self._fetch_cache[key] = page
             ipa = page << 12 | pc & 0xFFF
-        raw = self.read_phys(ipa, 4) if (ipa & 0xFFF) <= 0xFFC else self._read_virt(pc, 4)
+        raw = self.read_phys(ipa, 4) if (ipa & 0xFFF) <= 0xFFC else self.read_virt(pc, 4)
         if raw is None:
             return None
         if not thumb:
@@ -228,7 +252,12 @@ class ArmVcpu:
         hw1, hw2 = struct.unpack("<HH", raw)
         return (hw1 << 16) | hw2 if hw1 >> 11 in (0x1D, 0x1E, 0x1F) else hw1
 
-    def _read_virt(self, va: int, size: int) -> bytes | None:
+    def retranslate(self) -> None:
+        """Leave emu_start before the block being entered runs, then come back to it."""
+        self._retranslate = True
+        self.uc.emu_stop()
+
+    def read_virt(self, va: int, size: int) -> bytes | None:
         try:
             chunks = guest_walk.translate_range(self.stage1(), va, size, write=False,
                                                 read_phys=self.read_phys)
@@ -245,13 +274,16 @@ class ArmVcpu:
         if imm is None:
             self.inject(Vector.UNDEF, pc)
             return True
-        self._write(UC_ARM_REG_PC, pc + 4)
         if imm == XEN_HYPERCALL_TAG:
             self.hypercalls += 1
-            ret = self._on_hypercall(self, r12, (r0, r1, r2, r3, r4))
-            if ret is not None:
-                self._write(UC_ARM_REG_R0, ret)
-        elif imm == 0:
+            ret = self._on_hypercall(r12, (r0, r1, r2, r3, r4))
+            if ret is None:
+                self._write(UC_ARM_REG_PC, pc + 4)
+            else:
+                self._write2(UC_ARM_REG_PC, pc + 4, UC_ARM_REG_R0, ret)
+            return True
+        if imm == 0:
+            self._write(UC_ARM_REG_PC, pc + 4)
             self._on_psci(self)     # SMCCC / PSCI: function id in r0
         else:
             # Current Xen logs the bad immediate and injects UNDEF.
@@ -328,12 +360,50 @@ class ArmVcpu:
             self.set_cp15("DFAR", address & 0xFFFFFFFF)
             self.inject(Vector.DABT, pc)
 
+    # -- MMIO ------------------------------------------------------------------------------------------
+
+    def map_mmio(self, base: int, size: int, read: Callable[[int, int], int],
+                 write: Callable[[int, int, int], None]) -> None:
+        """An emulated device window: accesses call read(offset, size) / write(offset, size, value).
+
+        A device refuses an access by raising an exception with an `offset` attribute (e.g.
+        VgicAccessError): the guest then takes a data abort for it.
+        """
+        def on_read(uc: Uc, off: int, sz: int, _ud: object) -> int:
+            try:
+                return read(off, sz)
+            except Exception as e:  # noqa: BLE001 - a device refusal becomes a guest abort
+                self._refuse(base + off, False, e)
+                return 0
+
+        def on_write(uc: Uc, off: int, sz: int, value: int, _ud: object) -> None:
+            try:
+                write(off, sz, value)
+            except Exception as e:  # noqa: BLE001
+                self._refuse(base + off, True, e)
+
+        self._mmio_callbacks = getattr(self, "_mmio_callbacks", []) + [on_read, on_write]
+        self.uc.mmio_map(base, size, on_read, None, on_write, None)
+
+    def _refuse(self, addr: int, write: bool, err: Exception) -> None:
+        if not hasattr(err, "offset"):
+            self._log(f"vcpu{self.vcpu_id}: device error at {addr:#x}: {err!r}")
+        self._mmio_fault = (addr, write)
+        self._stop_requested = True
+        self.uc.emu_stop()
+
     # -- guest physical memory (RAM only; MMIO is not reachable this way) ------------------------------
 
     def read_phys(self, ipa: int, size: int) -> bytes | None:
-        if not (self.ram_base <= ipa and ipa + size <= self.ram_base + self.ram_size):
+        off = ipa - self.ram_base
+        if off < 0 or off + size > self.ram_size:
             return None
-        return bytes(self.uc.mem_read(ipa, size))
+        return self.ram[off:off + size]
+
+    def write_phys(self, ipa: int, data: bytes) -> None:
+        off = ipa - self.ram_base
+        assert 0 <= off and off + len(data) <= self.ram_size
+        self.ram[off:off + len(data)] = data
 
     def close(self) -> None:
         for h in self._hooks:

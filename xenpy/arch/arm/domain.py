@@ -1,0 +1,69 @@
+"""Per-domain arch state (Xen's arch/arm/domain.c): the vGIC, its MMIO windows, the vtimers.
+
+The vGIC's distributor and CPU interface are MMIO regions in every vCPU's address map at the
+domain's layout addresses; accesses reach the register model with the accessing vCPU's id (for
+the banked registers). A vCPU's interrupt line into the arch layer is `has_deliverable`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xenpy.arch.arm.vgic import VgicAccessError
+from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SIZE, GICC_SIZE, VGicV2
+from xenpy.arch.arm.vtimer import VTimer, now_count
+
+if TYPE_CHECKING:
+    from xenpy.common.domain import Domain, Vcpu
+
+PAGE = 0x1000
+
+
+def arch_domain_init(d: "Domain") -> None:
+    """After the domain's RAM exists: its vGIC, GIC MMIO in each vCPU, and its timers."""
+    assert d.layout is not None
+    hv = d.hv
+    d.vgic = vgic = VGicV2(len(d.vcpus), nr_spis=32, kick=lambda n: hv.vgic_kick(d, n),
+                           log=hv.log)
+    cntvoff = now_count()
+    gicc_size = max(PAGE, (d.layout.gicc_size + PAGE - 1) & ~(PAGE - 1))
+    gicc_size = min(gicc_size, GICC_SIZE)
+    for v in d.vcpus:
+        a = v.arch
+        assert a is not None
+        n = v.vcpu_id
+        a.irq_pending = lambda n=n: vgic.has_deliverable(n)
+        a.map_mmio(d.layout.gicd_base, GICD_SIZE,
+                   lambda off, size, n=n: vgic.dist_read(n, off, size),
+                   lambda off, size, val, n=n: vgic.dist_write(n, off, size, val))
+        a.map_mmio(d.layout.gicc_base, gicc_size,
+                   lambda off, size, v=v: _gicc_read(v, off, size),
+                   lambda off, size, val, v=v: _gicc_write(v, off, size, val))
+        v.vtimer = VTimer(a, cntvoff, on_write=lambda v=v: hv.timer_written(v))
+
+
+def _gicc_read(v: "Vcpu", off: int, size: int) -> int:
+    if off == GICC_IAR:
+        sample_timers(v)       # the timer line may have dropped since the vCPU last trapped
+    return v.domain.vgic.cpu_read(v.vcpu_id, off, size)
+
+
+def _gicc_write(v: "Vcpu", off: int, size: int, val: int) -> None:
+    v.domain.vgic.cpu_write(v.vcpu_id, off, size, val)
+    if off == GICC_EOIR:
+        sample_timers(v)       # a still-expired timer is pending again at once, a reprogrammed one not
+
+
+def sample_timers(v: "Vcpu") -> int | None:
+    """Update the timer PPIs' levels; return the vCPU's next timer deadline (host ns) or None."""
+    vt = getattr(v, "vtimer", None)
+    if vt is None:
+        return None
+    lines, deadline = vt.sample()
+    vgic = v.domain.vgic
+    for ppi, level in lines.items():
+        vgic.set_level(v.vcpu_id, ppi, level)
+    v.timer_deadline = deadline
+    return deadline
+
+
+__all__ = ["arch_domain_init", "sample_timers", "VgicAccessError"]

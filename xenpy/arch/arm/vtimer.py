@@ -1,0 +1,173 @@
+"""The guest's generic timers (Xen's arch/arm/vtimer.c), driven from the hypervisor's clock.
+
+Unicorn 2.1 reads the timer registers but silently drops guest writes to them (its gt_ctl_write,
+gt_cval_write and gt_tval_write are compiled out), and arm32 has no MCR hook. So xenpy traps the
+writes itself: when Unicorn translates a new block (UC_HOOK_EDGE_GENERATED, translation time only),
+the block is scanned for MCR/MCRR to CNTV_* / CNTP_*; each one found gets a code hook on exactly that
+address and the block is translated again before it runs. The hook performs the write the guest
+asked for. Nothing is hooked per instruction elsewhere.
+
+The hypervisor then knows every deadline: it sets the PPI's level in the vGIC when the vCPU is out
+of emu_start (every exit, at the deadline, and when the guest acknowledges or EOIs at its GIC) and
+tells the scheduler when the next deadline is, so a blocked vCPU is woken on time.
+
+Time: QEMU's counter is the host's CLOCK_MONOTONIC at 62.5 MHz (16 ns a tick), so the
+hypervisor's clock and the guest's CNTPCT are the same clock. Each domain gets a CNTVOFF equal to
+the count at its creation, so its CNTVCT starts near zero, as a domain's virtual time does on Xen.
+CNTV_CTL.ISTATUS as the guest reads it is refreshed whenever the hypervisor samples the timer.
+"""
+from __future__ import annotations
+
+import struct
+import time
+from typing import TYPE_CHECKING, Callable
+
+from unicorn import UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED
+from unicorn.arm_const import UC_ARM_REG_CPSR, UC_ARM_REG_R0
+
+from xenpy.arch.arm.regs import RegBatch
+from xenpy.public.arch_arm import GUEST_TIMER_PHYS_NS_PPI, GUEST_TIMER_VIRT_PPI
+
+if TYPE_CHECKING:
+    from xenpy.arch.arm.vcpu import ArmVcpu
+
+NS_PER_TICK = 16                 # CNTFRQ = 62.5 MHz
+CTL_ENABLE, CTL_IMASK, CTL_ISTATUS = 1, 2, 4
+
+# Which timer register an MCR (CRn=c14, opc1=0) names, by (CRm, opc2); MCRR (CRm=c14) by opc1.
+_MCR_REGS = {(3, 1): "CNTV_CTL", (3, 0): "CNTV_TVAL", (2, 1): "CNTP_CTL", (2, 0): "CNTP_TVAL"}
+_MCRR_REGS = {3: "CNTV_CVAL", 2: "CNTP_CVAL"}
+
+
+def now_count() -> int:
+    return time.monotonic_ns() // NS_PER_TICK
+
+
+def decode_timer_write(insn: int, thumb: bool) -> tuple[str, int, int | None, int] | None:
+    """(register, Rt, Rt2, cond) if `insn` writes a generic-timer register, else None.
+
+    A32 words carry their condition; T32 MCR/MCRR (hw1 << 16 | hw2) have the same low fields and
+    run unconditionally (an IT block around a timer write is not modelled).
+    """
+    if thumb:
+        cond, word = 0xE, insn
+        if insn >> 28 != 0xE:
+            return None
+    else:
+        cond, word = insn >> 28, insn
+        if cond == 0xF:
+            return None
+    if word & 0x0FF00F10 == 0x0E000F10 and (word >> 16) & 0xF == 14 and not (word >> 20) & 1:
+        if (word >> 21) & 7:                      # opc1 must be 0
+            return None
+        name = _MCR_REGS.get((word & 0xF, (word >> 5) & 7))
+        return (name, (word >> 12) & 0xF, None, cond) if name else None
+    if word & 0x0FF00F0F == 0x0C400F0E:
+        name = _MCRR_REGS.get((word >> 4) & 0xF)
+        return (name, (word >> 12) & 0xF, (word >> 16) & 0xF, cond) if name else None
+    return None
+
+
+def cond_passed(cond: int, cpsr: int) -> bool:
+    n, z, c, v = (cpsr >> 31) & 1, (cpsr >> 30) & 1, (cpsr >> 29) & 1, (cpsr >> 28) & 1
+    base = cond >> 1
+    r = (z, c, n, v, c and not z, n == v, n == v and not z, True)[base]
+    return bool(r) != bool(cond & 1 and cond != 0xF)
+
+
+class VTimer:
+    """Both EL1 timers of one vCPU: their programmed state and their interrupt lines."""
+
+    def __init__(self, arch: "ArmVcpu", cntvoff: int,
+                 on_write: Callable[[], None] = lambda: None) -> None:
+        self.arch = arch
+        arch.set_cp15("CNTVOFF", cntvoff)
+        self.cntvoff = cntvoff
+        self.on_write = on_write
+        self.writes = 0
+        self._regs = RegBatch(arch.uc._uch, ["CNTV_CTL", "CNTV_CVAL", "CNTP_CTL", "CNTP_CVAL"])
+        self._hooked: set[int] = set()
+        self._hooks = [arch.uc.hook_add(UC_HOOK_EDGE_GENERATED, self._on_new_block)]
+
+    # -- trapping the guest's writes ------------------------------------------------------------
+
+    def _on_new_block(self, uc, cur_tb, _prev_tb, _ud) -> None:
+        pc, size = cur_tb.pc, cur_tb.size
+        if not size:
+            return
+        thumb = bool(uc.reg_read(UC_ARM_REG_CPSR) & (1 << 5))
+        code = self.arch.read_virt(pc, size + (2 if thumb else 0))
+        if code is None:
+            return
+        found = []
+        if thumb:
+            hws = struct.unpack(f"<{len(code) // 2}H", code[: len(code) // 2 * 2])
+            for i in range(len(hws) - 1):
+                if hws[i] >> 8 in (0xEE, 0xEC):
+                    insn = hws[i] << 16 | hws[i + 1]
+                    if decode_timer_write(insn, True):
+                        found.append((pc + 2 * i, insn))
+        else:
+            for i, word in enumerate(struct.unpack(f"<{size // 4}I", code[: size // 4 * 4])):
+                if decode_timer_write(word, False):
+                    found.append((pc + 4 * i, word))
+        new = [(a, insn) for a, insn in found if a not in self._hooked]
+        if not new:
+            return
+        for addr, insn in new:
+            self._hooked.add(addr)
+            self._hooks.append(uc.hook_add(UC_HOOK_CODE, self._on_timer_insn, (insn, thumb),
+                                           begin=addr, end=addr))
+        # The block was translated without the hooks: drop it and stop before it runs (the
+        # block's entry check sees the stop), so it is translated again with them.
+        uc.ctl_remove_cache(pc, pc + size)
+        self.arch.retranslate()
+
+    def _on_timer_insn(self, uc, addr: int, _size: int, data: tuple[int, bool]) -> None:
+        insn, thumb = data
+        dec = decode_timer_write(insn, thumb)
+        if dec is None:
+            return
+        name, rt, rt2, cond = dec
+        if not thumb and cond != 0xE and not cond_passed(cond, uc.reg_read(UC_ARM_REG_CPSR)):
+            return
+        val = uc.reg_read(UC_ARM_REG_R0 + rt) if rt < 13 else self.arch.reg(rt)
+        if rt2 is not None:
+            val |= (uc.reg_read(UC_ARM_REG_R0 + rt2) if rt2 < 13 else self.arch.reg(rt2)) << 32
+        self.write(name, val)
+
+    def write(self, name: str, value: int) -> None:
+        """A guest write to a timer register, with the architecture's semantics."""
+        self.writes += 1
+        virt = name.startswith("CNTV")
+        offset = self.cntvoff if virt else 0
+        prefix = "CNTV" if virt else "CNTP"
+        if name.endswith("_TVAL"):
+            tval = value & 0xFFFFFFFF
+            tval -= (tval & 0x80000000) << 1                      # signed 32-bit
+            self.arch.set_cp15(f"{prefix}_CVAL", (now_count() - offset + tval) & (1 << 64) - 1)
+        elif name.endswith("_CVAL"):
+            self.arch.set_cp15(name, value & (1 << 64) - 1)
+        else:
+            self.arch.set_cp15(name, value & (CTL_ENABLE | CTL_IMASK))
+        self.on_write()
+
+    def sample(self) -> tuple[dict[int, bool], int | None]:
+        """Lines (ppi -> level) and the earliest future deadline in host ns (None: none armed)."""
+        vctl, vcval, pctl, pcval = self._regs.read()
+        now = now_count()
+        lines: dict[int, bool] = {}
+        deadline: int | None = None
+        for ppi, ctl, cval, offset in ((GUEST_TIMER_VIRT_PPI, vctl, vcval, self.cntvoff),
+                                       (GUEST_TIMER_PHYS_NS_PPI, pctl, pcval, 0)):
+            armed = ctl & CTL_ENABLE and not ctl & CTL_IMASK
+            fire_at = cval + offset          # in physical counts
+            expired = bool(ctl & CTL_ENABLE) and now >= fire_at
+            if bool(ctl & CTL_ISTATUS) != expired:       # what the guest reads back
+                self.arch.set_cp15("CNTV_CTL" if ppi == GUEST_TIMER_VIRT_PPI else "CNTP_CTL",
+                                   (ctl & ~CTL_ISTATUS) | (CTL_ISTATUS if expired else 0))
+            lines[ppi] = bool(armed and expired)
+            if armed and not expired:
+                ns = fire_at * NS_PER_TICK
+                deadline = ns if deadline is None else min(deadline, ns)
+        return lines, deadline

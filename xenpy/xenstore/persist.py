@@ -1,0 +1,167 @@
+"""Keeping the store across restarts of xenstored within a running board.
+
+State is a snapshot file plus a journal beside it ("<state>.journal"). Every
+acknowledged change is first appended to the journal as the full new state of
+each changed node (or its removal) and fsync'ed, so replaying a journal is
+idempotent. When the journal grows, a new snapshot is written to a temporary
+file, fsync'ed and renamed over the old one, and only then is the journal
+emptied: a crash at any point loses nothing that was acknowledged. A torn last
+journal line (a crash mid-append) was never acknowledged and is dropped.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .store import Node, Store, child_name, parse_perm
+
+_COMPACT_RECORDS = 2000
+_COMPACT_BYTES = 1 << 20
+
+
+def _node_record(node: Node) -> dict[str, object]:
+    return {"v": base64.b64encode(node.value).decode("ascii"), "p": [str(p) for p in node.perms],
+            "c": node.children, "g": node.generation}
+
+
+def _node_from(rec: dict) -> Node:
+    perms = tuple(parse_perm(p) for p in rec["p"])
+    if not perms:
+        raise ValueError("node without permissions")
+    children = rec["c"]
+    if not isinstance(children, list) or not all(isinstance(c, str) for c in children):
+        raise ValueError("bad children list")
+    return Node(base64.b64decode(rec["v"], validate=True), perms, list(children), int(rec["g"]))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Persist:
+    def __init__(self, path: Path, log: Callable[[str], None]) -> None:
+        self.path = path
+        self.journal_path = path.with_name(path.name + ".journal")
+        self.log = log
+        self._journal = None
+        self._records = 0
+
+    # -- loading -------------------------------------------------------------------
+    def load(self) -> tuple[dict[str, Node], int] | None:
+        """The saved nodes and generation counter, or None when there is no usable state."""
+        nodes: dict[str, Node] = {}
+        generation = 0
+        try:
+            if self.path.exists():
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if data.get("version") != 1:
+                    raise ValueError(f"unknown version {data.get('version')!r}")
+                generation = int(data["generation"])
+                nodes = {name: _node_from(rec) for name, rec in data["nodes"].items()}
+            generation = self._replay(nodes, generation)
+            if not nodes:
+                return None
+            self._check(nodes)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._quarantine(f"{exc}")
+            return None
+        return nodes, generation
+
+    def _replay(self, nodes: dict[str, Node], generation: int) -> int:
+        if not self.journal_path.exists():
+            return generation
+        raw = self.journal_path.read_bytes()
+        lines = raw.split(b"\n")
+        complete = lines[:-1]  # the part after the last newline is a torn append
+        for i, line in enumerate(complete):
+            try:
+                rec = json.loads(line)
+                changes = {name: _node_from(r) for name, r in rec["set"].items()}
+                removed = list(rec["del"])
+                generation = max(generation, int(rec["g"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                if i == len(complete) - 1:
+                    break  # last record torn without its newline being lost: unacknowledged
+                raise ValueError(f"journal record {i + 1} is corrupt: {exc}") from exc
+            nodes.update(changes)
+            for name in removed:
+                nodes.pop(name, None)
+        return generation
+
+    @staticmethod
+    def _check(nodes: dict[str, Node]) -> None:
+        if "/" not in nodes:
+            raise ValueError("no root node")
+        for name, node in nodes.items():
+            for c in node.children:
+                if child_name(name, c) not in nodes:
+                    raise ValueError(f"{name} lists missing child {c}")
+
+    def _quarantine(self, why: str) -> None:
+        for p in (self.path, self.journal_path):
+            if p.exists():
+                aside = p.with_name(p.name + ".corrupt")
+                try:
+                    os.replace(p, aside)
+                except OSError:
+                    pass
+        self.log(f"xenstored: state in {self.path} is unusable ({why}); kept as *.corrupt, starting with a new store")
+
+    # -- saving --------------------------------------------------------------------
+    def snapshot(self, store: Store) -> None:
+        """Write the whole store atomically, then start an empty journal."""
+        data = {"version": 1, "generation": store.generation,
+                "nodes": {name: _node_record(node) for name, node in store.nodes.items()}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+        if self._journal is not None:
+            self._journal.close()
+        self._journal = open(self.journal_path, "wb")  # truncates: all of it is in the snapshot
+        os.fsync(self._journal.fileno())
+        self._records = 0
+        store.dirty.clear()
+
+    def save(self, store: Store) -> None:
+        """Make the changes since the last save durable."""
+        if not store.dirty:
+            return
+        try:
+            if self._journal is None or self._records >= _COMPACT_RECORDS or self._journal.tell() >= _COMPACT_BYTES:
+                self.snapshot(store)
+                return
+            changed = {n: _node_record(store.nodes[n]) for n in store.dirty if n in store.nodes}
+            removed = [n for n in store.dirty if n not in store.nodes]
+            line = json.dumps({"g": store.generation, "set": changed, "del": removed}, separators=(",", ":"))
+            self._journal.write(line.encode("utf-8") + b"\n")
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+            self._records += 1
+            store.dirty.clear()
+        except OSError as exc:
+            # Keep serving from memory; the dirty set is retried on the next change,
+            # as a fresh snapshot since the journal may now end in a torn record.
+            self._records = _COMPACT_RECORDS
+            self.log(f"xenstored: cannot save state to {self.path}: {exc.strerror or exc}")
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None

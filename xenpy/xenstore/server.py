@@ -1,0 +1,211 @@
+"""xenstored's Unix socket: dom0 clients (the toolstack, xenstore-* commands).
+
+One thread runs a selectors loop over the listening socket and every client.
+Sockets are non-blocking: a client that stops reading gets its output queued
+(up to a limit) instead of stalling xenstored for everyone else.
+"""
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .connection import BadClient, Connection
+from .store import PRIV_DOMID
+
+if TYPE_CHECKING:
+    from .core import XenStored
+
+_MAX_QUEUED = 16 << 20  # bytes queued for one client before we give up on it
+
+
+class SocketConnection(Connection):
+    kind = "socket connection"
+
+    def __init__(self, xs: XenStored, sock: socket.socket, server: SocketServer) -> None:
+        super().__init__(xs, PRIV_DOMID)  # socket clients are dom0 userspace: privileged
+        self.sock = sock
+        self.server = server
+
+    def flush(self) -> None:
+        while self.out and not self.closed:
+            msg, event = self.out[0]
+            try:
+                n = self.sock.send(msg)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.xs._drop(self)
+                return
+            self.out_bytes -= n
+            if n < len(msg):
+                self.out[0] = (msg[n:], event)
+                break
+            self.out.popleft()
+        if self.out and not self.closed:
+            if self.out_bytes > _MAX_QUEUED:
+                self.xs.log(f"xenstored: {self.describe()} does not read its replies; connection closed")
+                self.xs._drop(self)
+                return
+            self.server.wake()  # let the loop wait for the socket to drain
+
+    def close(self) -> None:
+        super().close()
+        self.server.retire(self)
+
+
+class SocketServer:
+    def __init__(self, xs: XenStored, path: Path) -> None:
+        self.xs = xs
+        self.path = path
+        self._sel = selectors.DefaultSelector()
+        self._conns: list[SocketConnection] = []
+        self._stop = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._listener = self._bind(path)
+        self._thread = threading.Thread(target=self._run, name="xenstored-socket", daemon=True)
+
+    @staticmethod
+    def _bind(path: Path) -> socket.socket:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+            except OSError:
+                path.unlink()  # stale socket of a xenstored that is gone
+            else:
+                raise RuntimeError(f"xenstored is already running at {path}")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(str(path))
+        except OSError as exc:
+            sock.close()
+            raise RuntimeError(f"cannot create xenstored socket {path}: {exc.strerror or exc}") from None
+        os.chmod(path, 0o600)
+        sock.listen(64)
+        sock.setblocking(False)
+        return sock
+
+    def start(self) -> None:
+        self._sel.register(self._listener, selectors.EVENT_READ, "listen")
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._thread.start()
+
+    def wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # already awake (buffer full) or shutting down
+
+    def stop(self) -> None:
+        self._stop = True
+        self.wake()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        for conn in list(self._conns):
+            self.xs.drop_connection(conn)
+        for s in (self._listener, self._wake_r, self._wake_w):
+            s.close()
+        self._sel.close()
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+    def retire(self, conn: SocketConnection) -> None:
+        """Close a client's socket. Only the loop thread may unregister it from the
+        selector (and only then may its descriptor be reused), so other threads
+        just shut it down and wake the loop."""
+        if threading.current_thread() is self._thread or not self._thread.is_alive():
+            self._forget(conn)
+            return
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.wake()
+
+    def _forget(self, conn: SocketConnection) -> None:
+        if conn in self._conns:
+            self._conns.remove(conn)
+        try:
+            self._sel.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        conn.sock.close()
+
+    # -- the loop ------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop:
+            self._sync_registrations()
+            for key, mask in self._sel.select():
+                if self._stop:
+                    break
+                if key.data == "listen":
+                    self._accept()
+                elif key.data == "wake":
+                    try:
+                        while self._wake_r.recv(4096):
+                            pass
+                    except OSError:
+                        pass
+                else:
+                    conn: SocketConnection = key.data
+                    if mask & selectors.EVENT_WRITE:
+                        with self.xs._serial:
+                            conn.flush()
+                    if mask & selectors.EVENT_READ and not conn.closed:
+                        self._read(conn)
+
+    def _sync_registrations(self) -> None:
+        for conn in list(self._conns):
+            if conn.closed:
+                self._forget(conn)
+                continue
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
+            if self._sel.get_key(conn.sock).events != events:
+                self._sel.modify(conn.sock, events, conn)
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self._listener.accept()
+        except OSError:
+            return
+        sock.setblocking(False)
+        conn = SocketConnection(self.xs, sock, self)
+        self._conns.append(conn)
+        self.xs.add_connection(conn)
+        self._sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _read(self, conn: SocketConnection) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.xs.drop_connection(conn)
+            return
+        with self.xs._serial:
+            conn.inbuf += data
+        while True:
+            with self.xs._serial:
+                if conn.closed:
+                    return
+                try:
+                    msg = next(conn.messages(), None)
+                except BadClient as bad:
+                    self.xs.bad_client(conn, bad)
+                    return
+            if msg is None:
+                return
+            self.xs.handle_message(conn, *msg)
