@@ -57,7 +57,9 @@ def vector_table() -> tuple[list[int], list[int]]:
     return words, handlers
 
 
-def boot(hv: Hypervisor, program: list[int], *, vcpus: int = 1, mem_mb: int = 16):
+def boot(hv: Hypervisor, program: list[int], *, vcpus: int = 1, mem_mb: int = 16,
+         data: dict[int, bytes] | None = None):
+    """Create, load and unpause a domain; `data` is written to guest RAM before it starts."""
     domid = hv.domain_create(0, vcpus, None, "4.4")
     d = hv.domains[domid]
     assert hv.domain_populate(d, mem_mb << 8) == 0
@@ -69,6 +71,8 @@ def boot(hv: Hypervisor, program: list[int], *, vcpus: int = 1, mem_mb: int = 16
     prologue = [*load32(0, VEC), MCR_VBAR_R0]
     words = prologue + program
     d.ram_write(CODE, struct.pack(f"<{len(words)}I", *words))
+    for addr, blob in (data or {}).items():
+        d.ram_write(addr, blob)
     d.set_vcpu_context(0, CpuContext(pc=CODE))
     hv.domain_unpause(d)
     return d

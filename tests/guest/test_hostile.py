@@ -27,8 +27,7 @@ def test_random_hypercalls_do_not_hurt_the_board_or_other_domains(hv):
     hostile = [boot(hv, hostile_program(3000, seed), mem_mb=16) for seed in (1, 0xDEADBEEF)]
     msg = b"still alive\n"
     good = boot(hv, [mov(0, 0), mov(1, len(msg)), *load32(2, DATA + 0x100), mov(12, 18), HVC,
-                     *shutdown(DATA + 0x14)])
-    good.ram_write(DATA + 0x100, msg)
+                     *shutdown(DATA + 0x14)], data={DATA + 0x100: msg})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(d.is_shutdown for d in hostile + [good]):
         time.sleep(0.05)

@@ -6,6 +6,7 @@ so a test reads the outcome from the registers and the domain's state.
 """
 from __future__ import annotations
 
+import struct
 import time
 
 from tests.guest.a32 import (CODE, DATA, HVC, B_SELF, boot, load32, mov, reg, shutdown,
@@ -15,8 +16,7 @@ from tests.guest.a32 import (CODE, DATA, HVC, B_SELF, boot, load32, mov, reg, sh
 def test_console_io_reaches_domain_log_and_hypervisor_log(hv):
     msg = b"hello, hypervisor\n"
     d = boot(hv, [mov(0, 0), mov(1, len(msg)), *load32(2, DATA + 0x100), mov(12, 18), HVC,
-                  *shutdown(DATA + 0x14)])
-    d.ram_write(DATA + 0x100, msg)
+                  *shutdown(DATA + 0x14)], data={DATA + 0x100: msg})
     wait_shutdown(d)
     assert d.shutdown_code == 0
     assert bytes(d.console.data) == msg
@@ -79,3 +79,40 @@ def test_wfi_blocks_the_vcpu_and_pause_unpause(hv):
     assert d.vcpus[0].blocked and d.state_letters() == "-b----"
     hv.domain_pause(d)
     assert d.state_letters() == "--p---"
+
+
+def test_guest_mmu_translation_fault_reports_dfar_and_dfsr(hv):
+    table = 0x80010000                                   # 16 KiB aligned L1 table in RAM
+    prog = [*load32(0, table), 0xEE020F10,               # TTBR0 = table
+            *load32(0, 0x55555555), 0xEE030F10,          # DACR: all client
+            0xEE110F10, 0xE3800001, 0xEE010F10,          # SCTLR.M = 1
+            0xF57FF06F,                                  # isb
+            *load32(2, 0x10000000), 0xE5921000, B_SELF]  # ldr r1, [r2]: no mapping
+    d = boot(hv, prog, data={table + 0x800 * 4: (0x80000000 | 0xC02).to_bytes(4, "little")})
+    wait_shutdown(d)
+    a = d.vcpus[0].arch
+    assert reg(d, 8) == 0x10
+    assert a.cp15("DFAR") == 0x10000000
+    assert a.cp15("DFSR") & 0x40F == 0x005               # section translation fault
+
+
+def test_runstate_area_is_published_when_the_vcpu_is_scheduled_in(hv):
+    area, handle = DATA + 0x200, DATA + 0x300
+    prog = [mov(0, 5), mov(1, 0), *load32(2, handle), mov(12, 24), HVC,   # register runstate area
+            0xE1A09000,                                                   # mov r9, r0
+            mov(0, 0), mov(1, 0), mov(12, 29), HVC,                       # SCHEDOP_yield
+            *shutdown(DATA + 0x14)]
+    d = boot(hv, prog, data={handle: area.to_bytes(8, "little")})
+    wait_shutdown(d)
+    assert reg(d, 9) == 0
+    raw = d.vcpus[0].arch.read_phys(area, 48)
+    state, _pad, entry, *times = struct.unpack("<iI5Q", raw)
+    assert state == 0 and entry > 0                     # RUNSTATE_running, stamped
+    assert times[0] > 0 or times[1] > 0                  # time accounted before the yield
+
+
+def test_vcpu_op_other_than_the_two_arm_ones_is_einval(hv):
+    d = boot(hv, [mov(0, 1), mov(1, 0), mov(2, 0), mov(12, 24), HVC, 0xE1A09000,   # VCPUOP_up
+                  *shutdown(DATA + 0x14)])
+    wait_shutdown(d)
+    assert reg(d, 9) == (-22) & 0xFFFFFFFF

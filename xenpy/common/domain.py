@@ -19,8 +19,8 @@ from xenpy.arch.arm.guestcopy import copy_from_guest
 from xenpy.arch.arm.vcpu import ArmVcpu, CpuContext
 from xenpy.common.hypercall import dispatch, hypercall
 from xenpy.public import errno
-from xenpy.public.vcpu import (VCPU_REGISTER_VCPU_INFO_SIZE, VCPUOP_register_runstate_memory_area,
-                               VCPUOP_register_vcpu_info)
+from xenpy.public.vcpu import (RUNSTATE_offline, VCPU_REGISTER_VCPU_INFO_SIZE,
+                               VCPUOP_register_runstate_memory_area, VCPUOP_register_vcpu_info)
 from xenpy.public.xen import HYPERVISOR_vcpu_op, PAGE_SIZE
 from xenpy.public.arch_arm import GuestLayout
 from xenpy.public.sched import SHUTDOWN_NAMES
@@ -49,6 +49,9 @@ class Vcpu:
         self.vcpu_info_offset = 0
         self.runstate_va: int | None = None       # VCPUOP_register_runstate_memory_area
         self.timer_deadline: int | None = None    # host ns of its next armed timer
+        self.runstate = RUNSTATE_offline
+        self.runstate_entry = time.monotonic_ns()
+        self.runstate_time = [0, 0, 0, 0]         # ns in running, runnable, blocked, offline
 
     @property
     def runnable(self) -> bool:

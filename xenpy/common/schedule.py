@@ -7,17 +7,20 @@ emu_stop() from outside, so guest code runs with no per-instruction hook.
 """
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from typing import TYPE_CHECKING, Iterable
 
 from xenpy.arch.arm.domain import sample_timers
-from xenpy.arch.arm.guestcopy import copy_from_guest
+from xenpy.arch.arm.guestcopy import GuestFault, copy_from_guest, copy_to_guest
 from xenpy.arch.arm.vcpu import Exit
 from xenpy.common.hypercall import hypercall
 from xenpy.public import errno
 from xenpy.public.sched import (SCHEDOP_block, SCHEDOP_remote_shutdown, SCHEDOP_shutdown,
                                 SCHEDOP_shutdown_code, SCHEDOP_yield, SHUTDOWN_MAX)
+from xenpy.public.vcpu import (RUNSTATE_blocked, RUNSTATE_offline, RUNSTATE_runnable,
+                               RUNSTATE_running)
 from xenpy.public.xen import HYPERVISOR_sched_op
 
 if TYPE_CHECKING:
@@ -122,6 +125,7 @@ class Scheduler:
                     return
                 v.running_on = v.processor = cpu
                 v.wake_pending = False
+                runstate_change(v, RUNSTATE_running)
                 self.current[cpu] = v
                 self.slice_start[cpu] = time.monotonic()
             if v.domain.vgic is not None:
@@ -145,6 +149,8 @@ class Scheduler:
                         v.wake_pending = False
                     else:
                         v.blocked = True
+                runstate_change(v, RUNSTATE_blocked if v.blocked else
+                                RUNSTATE_runnable if v.online else RUNSTATE_offline)
                 self.cond.notify_all()
 
     def timers_changed(self) -> None:
@@ -190,6 +196,22 @@ class Scheduler:
                 if v is not current and self._eligible(v, cpu):
                     return True
         return False
+
+
+# -- runstate (VCPUOP_register_runstate_memory_area) ------------------------------------------------
+
+def runstate_change(v: "Vcpu", state: int) -> None:
+    """Account the time spent in the old state; publish the area when the vCPU is scheduled in,
+    as Xen does on a context switch."""
+    now = time.monotonic_ns()
+    v.runstate_time[v.runstate] += now - v.runstate_entry
+    v.runstate, v.runstate_entry = state, now
+    if state == RUNSTATE_running and v.runstate_va is not None and v.arch is not None:
+        info = struct.pack("<iI5Q", state, 0, now, *v.runstate_time)
+        try:
+            copy_to_guest(v.arch, v.runstate_va, info)
+        except GuestFault:
+            v.runstate_va = None      # Xen stops updating an area it cannot reach
 
 
 # -- SCHEDOP_* ------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ class DataAccess:
     """One data access of a load/store.
 
     For multi-register transfers (LDM/STM, LDRD, VLDM) va is the lowest address
-    touched and size the whole transfer; rt is the first (lowest) register.
+    touched and size the whole transfer; rt is the first (lowest) register,
+    numbered as S or D registers for VFP transfers.
     writeback is the base register's value after the instruction when it
     updates the base, else None.
     """
@@ -37,7 +38,7 @@ class DataAccess:
 
 
 def _shift_imm(value: int, stype: int, imm5: int, carry: bool | None) -> int | None:
-    """A32 DecodeImmShift + Shift for the offset register (A8.4.3)."""
+    """A32 DecodeImmShift + Shift for the offset register."""
     if stype == 0:                                   # LSL
         return (value << imm5) & _M32
     if stype == 1:                                   # LSR, #0 means #32
@@ -71,7 +72,7 @@ def _a32_base(rn: int, reg: RegRead, pc: int) -> int:
 
 
 def _a32_single(insn: int, reg: RegRead, pc: int, carry: bool | None) -> DataAccess | None:
-    """LDR/STR/LDRB/STRB (and the T variants), A8.6.57 onwards."""
+    """LDR/STR/LDRB/STRB (and the T variants)."""
     reg_form = bool(insn & (1 << 25))
     if reg_form and insn & (1 << 4):
         return None                      # media instruction space
@@ -94,7 +95,7 @@ def _a32_single(insn: int, reg: RegRead, pc: int, carry: bool | None) -> DataAcc
 
 
 def _a32_extra(insn: int, reg: RegRead, pc: int) -> DataAccess | None:
-    """LDRH/STRH/LDRSB/LDRSH/LDRD/STRD (A5.2.8)."""
+    """LDRH/STRH/LDRSB/LDRSH/LDRD/STRD."""
     op2 = (insn >> 5) & 3
     p, u, imm, w, load = ((insn >> s) & 1 for s in (24, 23, 22, 21, 20))
     rn, rt = (insn >> 16) & 0xF, (insn >> 12) & 0xF
@@ -123,7 +124,7 @@ def _a32_extra(insn: int, reg: RegRead, pc: int) -> DataAccess | None:
 
 
 def _a32_exclusive(insn: int, reg: RegRead, pc: int) -> DataAccess | None:
-    """LDREX/STREX and the B/H/D forms (A8.6.69 onwards)."""
+    """LDREX/STREX and the B/H/D forms."""
     op = (insn >> 21) & 3
     load = bool(insn & (1 << 20))
     rn = (insn >> 16) & 0xF
@@ -139,7 +140,7 @@ def _a32_exclusive(insn: int, reg: RegRead, pc: int) -> DataAccess | None:
 
 
 def _a32_block(insn: int, reg: RegRead, pc: int) -> DataAccess | None:
-    """LDM/STM in all four addressing modes (A8.6.53 onwards)."""
+    """LDM/STM in all four addressing modes."""
     p, u, s_bit, w, load = ((insn >> s) & 1 for s in (24, 23, 22, 21, 20))
     rn = (insn >> 16) & 0xF
     reglist = insn & 0xFFFF
@@ -162,7 +163,7 @@ def _a32_block(insn: int, reg: RegRead, pc: int) -> DataAccess | None:
 
 
 def _vfp_transfer(insn: int, reg: RegRead, pc_value: int) -> DataAccess | None:
-    """VLDR/VSTR/VLDM/VSTM (A8.6.319 onwards); same layout in A32 and T32.
+    """VLDR/VSTR/VLDM/VSTM; same layout in A32 and T32.
 
     pc_value is what reading the PC yields in the current state.
     """
@@ -268,7 +269,7 @@ def _decode_t16(hw: int, reg: RegRead, pc: int) -> DataAccess | None:
 
 
 def _t32_single(hw1: int, hw2: int, reg: RegRead, pc: int) -> DataAccess | None:
-    """LDR{B,H,SB,SH}/STR{B,H} with 32-bit encodings (A6.3.7 - A6.3.10)."""
+    """LDR{B,H,SB,SH}/STR{B,H} with 32-bit encodings."""
     signed = bool(hw1 & (1 << 8))
     size_field = (hw1 >> 5) & 3
     load = bool(hw1 & (1 << 4))
@@ -308,7 +309,7 @@ def _t32_single(hw1: int, hw2: int, reg: RegRead, pc: int) -> DataAccess | None:
 
 
 def _t32_dual_excl(hw1: int, hw2: int, reg: RegRead, pc: int) -> DataAccess | None:
-    """LDRD/STRD, LDREX/STREX family (A6.3.6)."""
+    """LDRD/STRD, LDREX/STREX family."""
     p, u, w, load = (hw1 >> 8) & 1, (hw1 >> 7) & 1, (hw1 >> 5) & 1, (hw1 >> 4) & 1
     rn = hw1 & 0xF
     if p or w:                                             # LDRD / STRD immediate
@@ -342,7 +343,7 @@ def _t32_dual_excl(hw1: int, hw2: int, reg: RegRead, pc: int) -> DataAccess | No
 
 
 def _t32_block(hw1: int, hw2: int, reg: RegRead) -> DataAccess | None:
-    """LDM/STM (IA and DB), PUSH/POP wide forms (A6.3.5)."""
+    """LDM/STM (IA and DB), PUSH/POP wide forms."""
     op = (hw1 >> 7) & 3
     w, load = (hw1 >> 5) & 1, (hw1 >> 4) & 1
     rn = hw1 & 0xF

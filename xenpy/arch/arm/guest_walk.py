@@ -18,14 +18,14 @@ from typing import Callable
 
 ReadPhys = Callable[[int, int], "bytes | None"]
 
-# SCTLR bits (B4.1.130).
+# SCTLR bits.
 SCTLR_M = 1 << 0
 SCTLR_AFE = 1 << 29       # access flag enable: AP[0] becomes the Access flag
 SCTLR_WXN = 1 << 19       # writable implies execute-never
 SCTLR_UWXN = 1 << 20      # PL0-writable implies PL1 execute-never
 SCTLR_EE = 1 << 25        # big-endian translation table walks
 
-# TTBCR bits (B4.1.153).
+# TTBCR bits.
 TTBCR_N_MASK = 0x7
 TTBCR_PD0 = 1 << 4
 TTBCR_PD1 = 1 << 5
@@ -33,16 +33,15 @@ TTBCR_EPD0 = 1 << 7
 TTBCR_EPD1 = 1 << 23
 TTBCR_EAE = 1 << 31
 
-# Short-descriptor fault status codes, FS[4:0] (B3.13.3, Table B3-23).
+# Short-descriptor fault status codes, FS[4:0], by lookup level (1 = section, 2 = page).
 _FS_TRANSLATION = {1: 0b00101, 2: 0b00111}
 _FS_ACCESS = {1: 0b00011, 2: 0b00110}
 _FS_DOMAIN = {1: 0b01001, 2: 0b01011}
 _FS_PERMISSION = {1: 0b01101, 2: 0b01111}
 _FS_EXT_WALK = {1: 0b01100, 2: 0b01110}
 
-# Long-descriptor STATUS[5:2]; STATUS[1:0] is the lookup level (Table B3-24).
+# Long-descriptor STATUS[5:2]; STATUS[1:0] is the lookup level.
 _LD_STATUS = {
-    "address_size": 0b0000,
     "translation": 0b0001,
     "access": 0b0010,
     "permission": 0b0011,
@@ -52,6 +51,8 @@ _LD_STATUS = {
 FSR_LPAE = 1 << 9
 FSR_WNR = 1 << 11
 
+# ARMv7 LPAE output addresses are 40 bits; descriptor bits [47:40] are
+# should-be-zero and ignored, as the CPU model our guests run on ignores them.
 _PA_MASK_40 = (1 << 40) - 1
 
 
@@ -163,7 +164,7 @@ _AP_SIMPLE = {
 
 
 def _check_permissions(regs: Stage1Regs, leaf: _Leaf, acc: _Access) -> bool:
-    """True when the leaf allows the access (B3.7)."""
+    """True when the leaf allows the access."""
     if acc.privileged:
         can_r, can_w = leaf.pl1_r, leaf.pl1_w
     else:
@@ -247,8 +248,10 @@ def _walk_short(regs: Stage1Regs, acc: _Access, read_phys: ReadPhys) -> _Leaf:
             ipa = (l1 & 0xFFF00000) | (va & 0x000FFFFF)
             size = 1 << 20
 
-    # With AFE, AP[0] is the Access flag; its fault ranks above domain and
-    # permission faults (B3.12.3).
+    # With AFE, AP[0] is the Access flag.  It is checked as part of the walk,
+    # so its fault outranks domain and permission faults, Manager domains
+    # included.  (QEMU, hence Unicorn, checks the domain first; we follow the
+    # architecture's order, as ARM's own gem5 model does.)
     if afe and not ap & 1:
         raise _short_fault(acc, "access", level, domain)
 
@@ -256,7 +259,7 @@ def _walk_short(regs: Stage1Regs, acc: _Access, read_phys: ReadPhys) -> _Leaf:
     if dom in (0b00, 0b10):          # no access; 0b10 is reserved: treat it the same
         raise _short_fault(acc, "domain", level, domain)
     if dom == 0b11:
-        # Manager: neither AP nor XN/PXN is checked (B3.7.1, B3.7.2).
+        # Manager: neither AP nor XN/PXN is checked.
         return _Leaf(ipa, size, True, True, True, True, False, False)
 
     if afe:
@@ -283,7 +286,8 @@ def _walk_long(regs: Stage1Regs, acc: _Access, read_phys: ReadPhys) -> _Leaf:
     t1sz = (regs.ttbcr >> 16) & 7
 
     # TTBR0 covers VA[31:32-T0SZ] == 0 and TTBR1 VA[31:32-T1SZ] all ones; a zero
-    # size field means "everything the other region does not cover" (B3.6.4).
+    # size field means "everything the other region does not cover"; a VA in
+    # neither region faults at level 1.
     in0 = t0sz == 0 or va < (1 << (32 - t0sz))
     in1 = t1sz != 0 and va >= (1 << 32) - (1 << (32 - t1sz))
     if t0sz == 0 and t1sz != 0:
@@ -304,13 +308,11 @@ def _walk_long(regs: Stage1Regs, acc: _Access, read_phys: ReadPhys) -> _Leaf:
     # The first table holds just enough entries for the region: it is indexed
     # by VA[input_bits-1:shift] and aligned to its own size (BADDR[39:x]).
     first_bits = input_bits - _LEVEL_SHIFT[level]
-    if (ttbr >> 40) & 0xFF:
-        raise _long_fault(acc, "address_size", 0)
     table = ttbr & _PA_MASK_40 & ~((1 << (first_bits + 3)) - 1)
     va_in = va & ((1 << input_bits) - 1)
     index_bits = first_bits
 
-    # Hierarchical controls from table descriptors (B3.6.1).
+    # Hierarchical controls from table descriptors: they only ever take rights away.
     ap_table_no_pl0 = False
     ap_table_ro = False
     xn_table = False
@@ -328,8 +330,6 @@ def _walk_long(regs: Stage1Regs, acc: _Access, read_phys: ReadPhys) -> _Leaf:
         if level == 3 and not is_table_or_page:
             # 0b01 at level 3 is reserved and behaves as invalid.
             raise _long_fault(acc, "translation", level)
-        if (desc >> 40) & 0xFF:
-            raise _long_fault(acc, "address_size", level)
         if level < 3 and is_table_or_page:
             ap_table_no_pl0 |= bool(desc & (1 << 61))
             ap_table_ro |= bool(desc & (1 << 62))

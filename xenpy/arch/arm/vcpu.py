@@ -292,8 +292,8 @@ class ArmVcpu:
         return True
 
     def _hook_intr(self, uc: Uc, intno: int, _data: object) -> None:
-        pc = self.pc
-        thumb = bool(self.cpsr & PSR_T)
+        pc, cpsr = self._pc_cpsr.read()
+        thumb = bool(cpsr & PSR_T)
         if intno == EXCP_SWI:
             self.inject(Vector.SVC, pc)     # PC is already past the SVC
         elif intno == EXCP_UDEF:
@@ -302,7 +302,8 @@ class ArmVcpu:
             self.inject_abort(pc, prefetch=True, fsr=self._walk_fsr(pc, False, True))
         elif intno == EXCP_DATA_ABORT:
             insn = self._fetch_insn(pc, thumb)
-            acc = decode.decode_data_abort(insn, thumb, self.reg, pc) if insn is not None else None
+            acc = (decode.decode_data_abort(insn, thumb, self.reg, pc, carry=bool(cpsr & 1 << 29))
+                   if insn is not None else None)
             va, write = (acc.va, acc.write) if acc else (0, False)
             self.inject_abort(va, prefetch=False, fsr=self._walk_fsr(va, write, False),
                               write=write, at=pc)
