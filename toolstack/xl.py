@@ -82,7 +82,7 @@ def cmd_create(ns: argparse.Namespace) -> int:
     try:
         cfg, warnings = load_domain_config(ns.config, ns.vars)
     except ConfigError as e:
-        raise XlError(str(e)) from None
+        raise XlError("\n".join(e.messages)) from None   # one line per error in the file
     for w in warnings:
         err(w)
     if ns.dry_run:

@@ -60,7 +60,18 @@ class Board:
             lambda: Libxl(Xc(LocalTransport(self.privcmd)), XsClient(xenstored_path())),
             log=self.hv.log)
         self.monitor.start()
+        self.hv.dom_exc_listeners.append(self._dom_exc)
         self.hv.dom_exc_listeners.append(self.monitor.notify)
+
+    def _dom_exc(self, domid: int) -> None:
+        """VIRQ_DOM_EXC as xenstored sees it: @releaseDomain on shutdown and on death."""
+        if self.xenstored is None:
+            return
+        d = self.hv.domains.get(domid)
+        if d is None:
+            self.xenstored.release_domain(domid)
+        elif d.is_shutdown:
+            self.xenstored.domain_shutdown(domid)
 
     def request_stop(self) -> None:
         self._done.set()

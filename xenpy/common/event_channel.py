@@ -6,19 +6,20 @@ reads as closed) when its bucket exists. The operations are plain functions taki
 domain and returning a port, 0 or a negative errno, in the order Xen checks things, so the guest
 hypercall and dom0's /dev/xen/evtchn (xenpy/board/evtchn_dev.py) share them.
 
-Where the bits live. A domU's pending and mask bitmaps are in its shared_info page and the per-vCPU
-selector and upcall byte in its vcpu_info, exactly where the guest reads them. Xen's shared_info page
-exists from domain creation and an ARM guest only makes it visible with XENMEM_add_to_physmap; xenpy
-cannot slip a page of its own into a domain's RAM buffer, so until the guest maps it the page is a
-bytearray here (what Xen's page holds), and map_shared_info() copies it into the guest frame the
-guest chose, which from then on *is* the shared_info page (events sent before the mapping are not
-lost). vCPU 0 uses shared_info.vcpu_info[0] until it registers its own vcpu_info; other vCPUs use a
-scratch vcpu_info until then, as Xen's dummy_vcpu_info (one per domain here, one per host in Xen).
+Where the bits live. A domU's pending and mask bitmaps are in its shared_info page and the
+per-vCPU selector and upcall byte in its vcpu_info, exactly where the guest reads them. Xen's
+shared_info page exists from domain creation and an ARM guest only makes it visible with
+XENMEM_add_to_physmap; xenpy cannot slip a page of its own into a domain's RAM buffer, so until the
+guest maps it the page is a bytearray here (what Xen's page holds), and map_shared_info() copies it
+into the guest frame the guest chose, which from then on *is* the shared_info page (events sent
+before the mapping are not lost). vCPU 0 uses shared_info.vcpu_info[0] until it registers its own
+vcpu_info; other vCPUs use a scratch vcpu_info until then, as Xen's dummy_vcpu_info (one per domain
+here, one per host in Xen).
 
-Dom0 is host-backed: no RAM, no shared_info. Its pending and mask state are Python sets, and a port
-bound through an EvtchnDevice carries that device's callback ("consumer"). Delivering an event to
-such a port does what dom0's Linux evtchn driver does: mask the port, clear its pending bit and queue
-the port for the owner, which unmasks it once handled.
+Dom0 is host-backed: no RAM, no shared_info. Its pending and mask state are Python sets, and a
+port bound through an EvtchnDevice carries that device's callback ("consumer"). Delivering an event
+to such a port does what dom0's Linux evtchn driver does: mask the port, clear its pending bit and
+queue the port for the owner, which unmasks it once handled.
 
 Locking: one lock per domain's event state; operations touching two domains take both locks in domid
 order. Upcalls (hv.vcpu_mark_events_pending) and dom0 consumer callbacks run after the locks are
@@ -321,7 +322,7 @@ def _unmask(d: "Domain", ch: Channel, kicks: Kicks) -> None:
 
 
 def _free(d: "Domain", ch: Channel) -> None:
-    pass  #  does not start with a stale event
+    _clear_pending(d, ch)            # so a rebind does not start with a stale event
     d.evtchn.free_hint = min(d.evtchn.free_hint, ch.port)
     ch.state, ch.notify_vcpu_id, ch.consumer = ECS_FREE, 0, None
     ch.remote, ch.remote_port, ch.remote_domid, ch.virq = None, 0, 0, 0
@@ -649,7 +650,8 @@ def send_guest_domain_virq(d: "Domain | None", virq: int) -> None:
 
 
 def send_global_virq(hv: "Hypervisor", virq: int) -> None:
-    """A global VIRQ (VIRQ_DOM_EXC, VIRQ_CONSOLE, ...) goes to its handler domain, dom0 by default."""
+    """A global VIRQ (VIRQ_DOM_EXC, VIRQ_CONSOLE, ...) goes to its handler domain (dom0 by
+    default)."""
     send_guest_domain_virq(get_global_virq_handler(hv, virq), virq)
 
 
@@ -727,7 +729,7 @@ def shared_info_read(d: "Domain", offset: int, length: int) -> bytes:
 
 
 def shared_info_write(d: "Domain", offset: int, data: bytes) -> None:
-    """For other parts of the hypervisor (wallclock fields): write into shared_info wherever it is."""
+    """For other parts of the hypervisor (wallclock): write into shared_info wherever it is."""
     if offset < 0 or offset + len(data) > PAGE_SIZE:
         raise ValueError("outside the shared_info page")
     with d.evtchn.lock:

@@ -101,6 +101,8 @@ class Connection:
 
     # -- output ----------------------------------------------------------------
     def send(self, type_: int, req_id: int, tx_id: int, payload: bytes) -> None:
+        if self.closed:
+            return
         msg = XSD_SOCKMSG.pack(type_, req_id, tx_id, len(payload)) + payload
         self.out.append((msg, False))
         self.out_bytes += len(msg)

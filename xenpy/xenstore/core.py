@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +150,14 @@ class _Serial:
 
 
 class XenStored:
-    """The XenStore daemon of one board."""
+    """The XenStore daemon of one board.
+
+    `state_path`: where the store is kept across restarts (None: memory only).
+    `on_introduce(domid, gfn, port)`: called (without xenstored's lock) when dom0
+    sends XS_INTRODUCE; the board maps the guest's ring page, calls connect_ring()
+    and returns its result. Raising OSError (its errno), returning an errno name
+    or a nonzero errno, or connecting nothing makes the request fail.
+    """
 
     def __init__(self, state_path: Path | None, on_introduce: Callable[[int, int, int], object] | None = None,
                  quota: Quota | None = None, log: Callable[[str], None] = print) -> None:
@@ -325,7 +333,8 @@ class XenStored:
 
     def bad_client(self, conn: Connection, bad: BadClient) -> None:
         """A protocol violation: stop talking to this connection only."""
-        self.log(f"xenstored: {conn.describe()}: {bad}; connection {'closed' if not isinstance(conn, RingConnection) else 'stopped'}")
+        ring = isinstance(conn, RingConnection)
+        self.log(f"xenstored: {conn.describe()}: {bad}; connection {'stopped' if ring else 'closed'}")
         if isinstance(conn, RingConnection):
             conn.set_error(bad.err)
             self._reset_connection(conn)
@@ -334,7 +343,13 @@ class XenStored:
             self._drop(conn)
 
     def want_notify(self, ring: RingConnection) -> None:
-        self._serial.later(id(ring), ring.notify)
+        def notify() -> None:
+            try:
+                ring.notify()
+            except Exception as exc:  # the board's callback: report, keep serving
+                self.log(f"xenstored: signalling domain {ring.id} failed: {exc}")
+
+        self._serial.later(id(ring), notify)
 
     def add_connection(self, conn: Connection) -> None:
         with self._serial:
@@ -381,6 +396,12 @@ class XenStored:
             self._save()
             self._deliver(req.events)
             self._send_error(conn, req_id, tx_id, err.name)
+            return None
+        except Exception:  # a bug here must not take the board's xenstored down
+            self.log(f"xenstored: internal error in {XsType(type_).name} from {conn.describe()}:\n"
+                     + traceback.format_exc().rstrip())
+            self._save()
+            self._send_error(conn, req_id, tx_id, "EIO")
             return None
         if req.deferred is not None:
             return req

@@ -2,11 +2,13 @@
 
 State is a snapshot file plus a journal beside it ("<state>.journal"). Every
 acknowledged change is first appended to the journal as the full new state of
-each changed node (or its removal) and fsync'ed, so replaying a journal is
-idempotent. When the journal grows, a new snapshot is written to a temporary
-file, fsync'ed and renamed over the old one, and only then is the journal
-emptied: a crash at any point loses nothing that was acknowledged. A torn last
-journal line (a crash mid-append) was never acknowledged and is dropped.
+each changed node (or its removal), with a sequence number, and fsync'ed. When
+the journal grows, a new snapshot (carrying the last sequence number it
+includes) is written to a temporary file, fsync'ed and renamed over the old
+one, and only then is the journal emptied; records a stale journal still holds
+are skipped by their sequence number. So a crash at any point loses nothing
+that was acknowledged. A torn last journal line (a crash mid-append) was never
+acknowledged and is dropped.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ class Persist:
         self.log = log
         self._journal = None
         self._records = 0
+        self._seq = 0  # sequence number of the last change written
 
     # -- loading -------------------------------------------------------------------
     def load(self) -> tuple[dict[str, Node], int] | None:
@@ -69,6 +72,7 @@ class Persist:
                 if data.get("version") != 1:
                     raise ValueError(f"unknown version {data.get('version')!r}")
                 generation = int(data["generation"])
+                self._seq = int(data.get("seq", 0))
                 nodes = {name: _node_from(rec) for name, rec in data["nodes"].items()}
             generation = self._replay(nodes, generation)
             if not nodes:
@@ -88,13 +92,18 @@ class Persist:
         for i, line in enumerate(complete):
             try:
                 rec = json.loads(line)
+                seq = int(rec["seq"])
                 changes = {name: _node_from(r) for name, r in rec["set"].items()}
                 removed = list(rec["del"])
-                generation = max(generation, int(rec["g"]))
+                rec_generation = int(rec["g"])
             except (ValueError, KeyError, TypeError) as exc:
                 if i == len(complete) - 1:
                     break  # last record torn without its newline being lost: unacknowledged
                 raise ValueError(f"journal record {i + 1} is corrupt: {exc}") from exc
+            if seq <= self._seq:
+                continue  # already in the snapshot (the journal was not emptied in time)
+            self._seq = seq
+            generation = max(generation, rec_generation)
             nodes.update(changes)
             for name in removed:
                 nodes.pop(name, None)
@@ -122,7 +131,7 @@ class Persist:
     # -- saving --------------------------------------------------------------------
     def snapshot(self, store: Store) -> None:
         """Write the whole store atomically, then start an empty journal."""
-        data = {"version": 1, "generation": store.generation,
+        data = {"version": 1, "generation": store.generation, "seq": self._seq,
                 "nodes": {name: _node_record(node) for name, node in store.nodes.items()}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -144,12 +153,14 @@ class Persist:
         if not store.dirty:
             return
         try:
+            self._seq += 1
             if self._journal is None or self._records >= _COMPACT_RECORDS or self._journal.tell() >= _COMPACT_BYTES:
                 self.snapshot(store)
                 return
             changed = {n: _node_record(store.nodes[n]) for n in store.dirty if n in store.nodes}
             removed = [n for n in store.dirty if n not in store.nodes]
-            line = json.dumps({"g": store.generation, "set": changed, "del": removed}, separators=(",", ":"))
+            line = json.dumps({"seq": self._seq, "g": store.generation, "set": changed, "del": removed},
+                              separators=(",", ":"))
             self._journal.write(line.encode("utf-8") + b"\n")
             self._journal.flush()
             os.fsync(self._journal.fileno())

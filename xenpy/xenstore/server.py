@@ -208,4 +208,9 @@ class SocketServer:
                     return
             if msg is None:
                 return
-            self.xs.handle_message(conn, *msg)
+            try:
+                self.xs.handle_message(conn, *msg)
+            except Exception as exc:  # keep serving everyone else
+                self.xs.log(f"xenstored: dropping {conn.describe()} after an internal error: {exc!r}")
+                self.xs.drop_connection(conn)
+                return

@@ -1,0 +1,204 @@
+/*
+ * The xenpy guest runtime: boot (head.S), console, MMU, SMP/PSCI and the
+ * Test-result convention shared by the guests in domains/.
+ *
+ * Included by C and by assembly (head.S), so the constants come first.
+ */
+#ifndef GUEST_H
+#define GUEST_H
+
+#include "xen.h"
+
+/* vCPUs the runtime can host; a guest may raise it with cflags: -DNR_CPUS=n. */
+#ifndef NR_CPUS
+#define NR_CPUS                 4
+#endif
+
+/* Per-vCPU stacks, as shifts so head.S can index them with one add. */
+#define SVC_STACK_SHIFT         13      /* 8 KiB: main() and C code */
+#define IRQ_STACK_SHIFT         11      /* 2 KiB: irq_handler() */
+#define EXC_STACK_SHIFT         10      /* 1 KiB each: undef, abort, fiq (crash report only) */
+
+/* CPSR */
+#define PSR_MODE_FIQ            0x11
+#define PSR_MODE_IRQ            0x12
+#define PSR_MODE_SVC            0x13
+#define PSR_MODE_ABT            0x17
+#define PSR_MODE_UND            0x1b
+#define PSR_T                   (1U << 5)
+#define PSR_F                   (1U << 6)
+#define PSR_I                   (1U << 7)
+#define PSR_A                   (1U << 8)
+
+/* Exception kinds passed from the vectors to exception_crash(). */
+#define EXC_UNUSED              0
+#define EXC_UNDEF               1
+#define EXC_SVC                 2
+#define EXC_PABT                3
+#define EXC_DABT                4
+#define EXC_IRQ                 5
+#define EXC_FIQ                 6
+
+#ifndef __ASSEMBLER__
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define __noreturn      __attribute__((noreturn))
+#define __printf(a, b)  __attribute__((format(printf, a, b)))
+#define ARRAY_SIZE(a)   (sizeof(a) / sizeof((a)[0]))
+
+/* ---- barriers, interrupts, CP15 ---------------------------------------- */
+
+static inline void dmb(void) { __asm__ volatile("dmb ish" ::: "memory"); }
+static inline void dsb(void) { __asm__ volatile("dsb sy" ::: "memory"); }
+static inline void isb(void) { __asm__ volatile("isb" ::: "memory"); }
+static inline void wfi(void) { __asm__ volatile("wfi" ::: "memory"); }
+static inline void wfe(void) { __asm__ volatile("wfe" ::: "memory"); }
+static inline void sev(void) { __asm__ volatile("sev" ::: "memory"); }
+
+static inline void local_irq_enable(void) { __asm__ volatile("cpsie i" ::: "memory"); }
+static inline void local_irq_disable(void) { __asm__ volatile("cpsid i" ::: "memory"); }
+
+static inline uint32_t local_irq_save(void)
+{
+    uint32_t flags;
+    __asm__ volatile("mrs %0, cpsr\n\tcpsid i" : "=r"(flags) :: "memory");
+    return flags;
+}
+
+static inline void local_irq_restore(uint32_t flags)
+{
+    __asm__ volatile("msr cpsr_c, %0" :: "r"(flags) : "memory");
+}
+
+#define READ_CP32(op1, crn, crm, op2) ({                                    \
+    uint32_t v_;                                                            \
+    __asm__ volatile("mrc p15, " #op1 ", %0, " #crn ", " #crm ", " #op2     \
+                     : "=r"(v_) :: "memory");                               \
+    v_; })
+#define WRITE_CP32(v, op1, crn, crm, op2)                                   \
+    __asm__ volatile("mcr p15, " #op1 ", %0, " #crn ", " #crm ", " #op2     \
+                     :: "r"((uint32_t)(v)) : "memory")
+
+#define read_mpidr()    READ_CP32(0, c0, c0, 5)
+#define read_sctlr()    READ_CP32(0, c1, c0, 0)
+#define read_dfsr()     READ_CP32(0, c5, c0, 0)
+#define read_ifsr()     READ_CP32(0, c5, c0, 1)
+#define read_dfar()     READ_CP32(0, c6, c0, 0)
+#define read_ifar()     READ_CP32(0, c6, c0, 2)
+
+/* head.S keeps the vCPU index in TPIDRPRW: it does not depend on how the
+ * hypervisor numbers MPIDR, and Xen context-switches it per vCPU. */
+static inline unsigned int smp_processor_id(void)
+{
+    return READ_CP32(0, c13, c0, 4);
+}
+
+/* Clean a range of the data cache to the point of coherency, for data that
+ * a vCPU running with its caches still off will read. */
+void dcache_clean_range(const void *p, size_t size);
+
+/* ---- boot (head.S) ----------------------------------------------------- */
+
+int main(void);
+extern uint32_t boot_dtb_addr;          /* r2 at boot: the guest's device tree */
+extern char _start[], _edata[], __bss_start[], __bss_end[], _end[];
+void secondary_entry(void);             /* PSCI CPU_ON entry point, r0 = vCPU index */
+
+/* ---- console (console.c) ----------------------------------------------- */
+
+/* printk: %s %c %d %i %u %x %X %p %%, flags '-' '0', a width, and the
+ * length modifiers l, ll, z.  Output is kept per vCPU until '\n' (or a full
+ * line buffer) and then written with one CONSOLEIO_write. */
+void printk(const char *fmt, ...) __printf(1, 2);
+void vprintk(const char *fmt, va_list ap);
+int snprintf(char *buf, size_t size, const char *fmt, ...) __printf(3, 4);
+int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
+/* Write out this vCPU's partial line, ending it with '\n'. */
+void console_flush(void);
+/* One CONSOLEIO_write of exactly these bytes; returns the hypercall result. */
+int console_write(const char *buf, size_t len);
+
+/* ---- results and shutdown (result.c) ----------------------------------- */
+
+/* The Xen Test Framework convention: one "Test result: ..." line, then
+ * SCHEDOP_shutdown(SHUTDOWN_poweroff). */
+__noreturn void test_success(void);
+__noreturn void test_failure(const char *fmt, ...) __printf(1, 2);
+/* test_failure("<what> returned <rc>") when rc is negative; returns rc. */
+int test_check(const char *what, int rc);
+/* SCHEDOP_shutdown(reason); never returns. */
+__noreturn void guest_shutdown(unsigned int reason);
+/* "Test result: CRASH (<what>) at <pc>", then SHUTDOWN_crash. */
+__noreturn void crash(const char *what, uint32_t pc);
+/* Park this vCPU for good. */
+__noreturn void halt(void);
+
+/* ---- exceptions (traps.c) ---------------------------------------------- */
+
+/* Called from the IRQ vector with IRQs masked, on the IRQ-mode stack;
+ * pc is where the interrupted code resumes.  The default crashes; a guest
+ * that takes interrupts defines its own. */
+void irq_handler(uint32_t pc);
+__noreturn void exception_crash(uint32_t kind, uint32_t lr, uint32_t spsr);
+
+/* ---- MMU (mmu.c) ------------------------------------------------------- */
+
+enum mmu_type {
+    MMU_NORMAL,         /* write-back cacheable, shareable, executable */
+    MMU_DEVICE,         /* shareable device, execute-never */
+};
+
+#define SECTION_SHIFT   20
+#define SECTION_SIZE    (1U << SECTION_SHIFT)
+
+/* Map [va, va + size) to pa in 1 MiB sections (va and pa rounded down,
+ * size rounded up).  Safe both before and after mmu_enable(). */
+void mmu_map(uint32_t va, uint32_t pa, uint32_t size, enum mmu_type type);
+static inline void mmu_identity_map(uint32_t pa, uint32_t size, enum mmu_type type)
+{
+    mmu_map(pa, pa, size, type);
+}
+void mmu_unmap(uint32_t va, uint32_t size);
+/* Turn the calling vCPU's MMU and caches on with the shared table. */
+void mmu_enable(void);
+bool mmu_enabled(void);
+/* Walk the table in software; returns false if va is not mapped. */
+bool mmu_translate(uint32_t va, uint32_t *pa);
+
+/* ---- SMP and PSCI (psci.c) --------------------------------------------- */
+
+int psci_version(void);
+int psci_cpu_on(uint32_t target_mpidr, uint32_t entry, uint32_t context_id);
+int psci_cpu_off(void);
+int psci_affinity_info(uint32_t target_mpidr, uint32_t level);
+__noreturn void psci_system_off(void);
+
+/* The MPIDR affinity Xen gives vCPU n (Aff0 = n % 16, Aff1 = n / 16). */
+static inline uint32_t vcpu_mpidr(unsigned int vcpu)
+{
+    return ((vcpu >> 4) & 0xffU) << 8 | (vcpu & 0xfU);
+}
+
+/* Start vCPU `cpu` (1..NR_CPUS-1) with PSCI CPU_ON: it gets its own stacks
+ * and vectors, runs fn(arg) with its MMU still off, then calls CPU_OFF.
+ * Returns the PSCI result. */
+int smp_start_cpu(unsigned int cpu, void (*fn)(void *), void *arg);
+__noreturn void secondary_start(unsigned int cpu);
+
+/* ---- string.c ---------------------------------------------------------- */
+
+void *memset(void *d, int c, size_t n);
+void *memcpy(void *d, const void *s, size_t n);
+void *memmove(void *d, const void *s, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+size_t strnlen(const char *s, size_t max);
+int strcmp(const char *a, const char *b);
+int strncmp(const char *a, const char *b, size_t n);
+char *strncpy(char *d, const char *s, size_t n);
+
+#endif /* __ASSEMBLER__ */
+#endif /* GUEST_H */

@@ -1,0 +1,287 @@
+"""XenStore client library for dom0 userspace, like libxenstore (tools/libs/store/xs.c).
+
+Talks the XenStore wire protocol to xenstored's Unix socket. A reader thread
+sorts what arrives into replies and watch events, so a client can wait for
+watch events while other threads make requests.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from xenpy.public.io.xs_wire import (
+    ERRNO_OF_NAME,
+    XENSTORE_PAYLOAD_MAX,
+    XSD_SOCKMSG,
+    XSD_SOCKMSG_SIZE,
+    XsType,
+)
+from xenpy.rundir import xenstored_path
+
+T = TypeVar("T")
+XBT_NULL = 0
+
+
+class XsError(Exception):
+    """A XenStore request failed with `errno_name` (e.g. "ENOENT")."""
+
+    def __init__(self, errno_name: str, message: str | None = None) -> None:
+        self.errno_name = errno_name
+        self.errno = ERRNO_OF_NAME.get(errno_name, ERRNO_OF_NAME["EINVAL"])
+        super().__init__(message or f"{errno_name}: {os.strerror(self.errno)}")
+
+    @property
+    def strerror(self) -> str:
+        return os.strerror(self.errno)
+
+
+class XsConnectError(XsError):
+    """No xenstored is listening where we looked."""
+
+    def __init__(self, path: Path, reason: OSError) -> None:
+        self.path = path
+        super().__init__("EIO", f"could not connect to xenstored at {path}: is the board running? "
+                                "(start it with 'xenpy boot')")
+        self.reason = reason
+
+
+def _enc(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+
+
+def _dec(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _z(*parts: str | bytes) -> bytes:
+    return b"".join(_enc(p) + b"\0" for p in parts)
+
+
+def _split(payload: bytes) -> list[str]:
+    return [_dec(s) for s in payload.split(b"\0")[:-1]]
+
+
+class XsClient:
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else xenstored_path()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.path))
+        except OSError as exc:
+            sock.close()
+            raise XsConnectError(self.path, exc) from None
+        self._sock = sock
+        self._request_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._replies: deque[tuple[int, bytes]] = deque()
+        self._events: deque[tuple[str, str]] = deque()
+        self._closed = False
+        self._req_id = 0
+        self._reader = threading.Thread(target=self._read_loop, name="xs-reader", daemon=True)
+        self._reader.start()
+
+    # -- plumbing ------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        buf = bytearray()
+        try:
+            while True:
+                data = self._sock.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= XSD_SOCKMSG_SIZE:
+                    type_, _, _, length = XSD_SOCKMSG.unpack_from(buf)
+                    if len(buf) < XSD_SOCKMSG_SIZE + length:
+                        break
+                    payload = bytes(buf[XSD_SOCKMSG_SIZE:XSD_SOCKMSG_SIZE + length])
+                    del buf[:XSD_SOCKMSG_SIZE + length]
+                    with self._cv:
+                        if type_ == XsType.WATCH_EVENT:
+                            fields = _split(payload)
+                            if len(fields) >= 2:
+                                self._events.append((fields[0], fields[1]))
+                        else:
+                            self._replies.append((type_, payload))
+                        self._cv.notify_all()
+        except OSError:
+            pass
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def request(self, type_: XsType, payload: bytes = b"", tx: int = XBT_NULL) -> bytes:
+        """Send one request and wait for its reply payload; raises XsError."""
+        if len(payload) > XENSTORE_PAYLOAD_MAX:
+            raise XsError("E2BIG")
+        with self._request_lock:
+            with self._cv:
+                if self._closed:
+                    raise XsError("EIO", f"lost connection to xenstored at {self.path}")
+            self._req_id = (self._req_id + 1) & 0xFFFFFFFF
+            try:
+                self._sock.sendall(XSD_SOCKMSG.pack(type_, self._req_id, tx, len(payload)) + payload)
+            except OSError:
+                raise XsError("EIO", f"lost connection to xenstored at {self.path}") from None
+            with self._cv:
+                self._cv.wait_for(lambda: self._replies or self._closed)
+                if not self._replies:
+                    raise XsError("EIO", f"lost connection to xenstored at {self.path}")
+                rtype, rpayload = self._replies.popleft()
+        if rtype == XsType.ERROR:
+            name = rpayload.split(b"\0")[0].decode("ascii", "replace")
+            raise XsError(name if name in ERRNO_OF_NAME else "EINVAL")
+        if rtype != type_:
+            raise XsError("EBADF", f"xenstored answered {rtype} to a request of type {int(type_)}")
+        return rpayload
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        self._reader.join(timeout=2)
+
+    def __enter__(self) -> XsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the store ------------------------------------------------------------------
+    def read(self, path: str, tx: int = XBT_NULL) -> bytes:
+        return self.request(XsType.READ, _z(path), tx)
+
+    def write(self, path: str, value: bytes | str, tx: int = XBT_NULL) -> None:
+        self.request(XsType.WRITE, _z(path) + _enc(value), tx)
+
+    def mkdir(self, path: str, tx: int = XBT_NULL) -> None:
+        self.request(XsType.MKDIR, _z(path), tx)
+
+    def rm(self, path: str, tx: int = XBT_NULL) -> None:
+        self.request(XsType.RM, _z(path), tx)
+
+    def directory(self, path: str, tx: int = XBT_NULL) -> list[str]:
+        try:
+            return _split(self.request(XsType.DIRECTORY, _z(path), tx))
+        except XsError as err:
+            if err.errno_name != "E2BIG":
+                raise
+        return self._directory_part(path, tx)
+
+    def _directory_part(self, path: str, tx: int) -> list[str]:
+        """Children lists too long for one reply come in parts; restart if the
+        node changed (its generation count differs) between parts."""
+        while True:
+            data = b""
+            gen = None
+            while True:
+                reply = self.request(XsType.DIRECTORY_PART, _z(path, str(len(data))), tx)
+                part_gen, _, rest = reply.partition(b"\0")
+                if gen is not None and part_gen != gen:
+                    break
+                gen = part_gen
+                data += rest
+                if len(data) <= 1 or data[-2:-1] == b"\0":
+                    if len(data) > 1:
+                        data = data[:-1]
+                    return _split(data) if data not in (b"", b"\0") else []
+
+    def get_perms(self, path: str, tx: int = XBT_NULL) -> list[str]:
+        return _split(self.request(XsType.GET_PERMS, _z(path), tx))
+
+    def set_perms(self, path: str, perms: Iterable[str], tx: int = XBT_NULL) -> None:
+        self.request(XsType.SET_PERMS, _z(path, *perms), tx)
+
+    # -- watches --------------------------------------------------------------------
+    def watch(self, path: str, token: str, depth: int | None = None) -> None:
+        args = (path, token) if depth is None else (path, token, str(depth))
+        self.request(XsType.WATCH, _z(*args))
+
+    def unwatch(self, path: str, token: str) -> None:
+        self.request(XsType.UNWATCH, _z(path, token))
+
+    def read_watch(self, timeout: float | None = None) -> tuple[str, str] | None:
+        """The next (path, token) watch event; None on timeout. Raises XsError
+        once the connection is gone and no events are left."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._events or self._closed, timeout)
+            if self._events:
+                return self._events.popleft()
+            if self._closed:
+                raise XsError("EIO", f"lost connection to xenstored at {self.path}")
+            return None
+
+    def reset_watches(self) -> None:
+        self.request(XsType.RESET_WATCHES, _z(""))
+
+    # -- transactions ---------------------------------------------------------------
+    def transaction_start(self) -> int:
+        return int(self.request(XsType.TRANSACTION_START, _z("")).rstrip(b"\0"))
+
+    def transaction_end(self, tx: int, abort: bool = False) -> None:
+        """Commit (or abort) `tx`; XsError("EAGAIN") means a conflict: retry."""
+        self.request(XsType.TRANSACTION_END, _z("F" if abort else "T"), tx)
+
+    def transact(self, fn: Callable[[int], T]) -> T:
+        """Run fn(tx) in a transaction, retrying it from scratch on EAGAIN."""
+        while True:
+            tx = self.transaction_start()
+            try:
+                result = fn(tx)
+            except BaseException:
+                try:
+                    self.transaction_end(tx, abort=True)
+                except XsError:
+                    pass
+                raise
+            try:
+                self.transaction_end(tx)
+            except XsError as err:
+                if err.errno_name == "EAGAIN":
+                    continue
+                raise
+            return result
+
+    # -- domains --------------------------------------------------------------------
+    def introduce(self, domid: int, gfn: int, port: int) -> None:
+        self.request(XsType.INTRODUCE, _z(str(domid), str(gfn), str(port)))
+
+    def release(self, domid: int) -> None:
+        self.request(XsType.RELEASE, _z(str(domid)))
+
+    def resume(self, domid: int) -> None:
+        self.request(XsType.RESUME, _z(str(domid)))
+
+    def set_target(self, domid: int, target: int) -> None:
+        self.request(XsType.SET_TARGET, _z(str(domid), str(target)))
+
+    def get_domain_path(self, domid: int) -> str:
+        return _dec(self.request(XsType.GET_DOMAIN_PATH, _z(str(domid))).rstrip(b"\0"))
+
+    def is_domain_introduced(self, domid: int) -> bool:
+        return self.request(XsType.IS_DOMAIN_INTRODUCED, _z(str(domid))).startswith(b"T")
+
+    # -- features, quotas, control --------------------------------------------------
+    def get_features(self, domid: int | None = None) -> int:
+        args = () if domid is None else (str(domid),)
+        return int(self.request(XsType.GET_FEATURE, _z(*args)).rstrip(b"\0"))
+
+    def set_features(self, domid: int, features: int) -> None:
+        self.request(XsType.SET_FEATURE, _z(str(domid), str(features)))
+
+    def get_quota(self, name: str | None = None, domid: int | None = None) -> str:
+        args = [] if name is None else [name] if domid is None else [str(domid), name]
+        return _dec(self.request(XsType.GET_QUOTA, _z(*args)).rstrip(b"\0"))
+
+    def set_quota(self, name: str, value: int, domid: int | None = None) -> None:
+        args = [name, str(value)] if domid is None else [str(domid), name, str(value)]
+        self.request(XsType.SET_QUOTA, _z(*args))
+
+    def control(self, *args: str) -> str:
+        return _dec(self.request(XsType.CONTROL, _z(*args)).rstrip(b"\0"))
