@@ -18,7 +18,8 @@ from toolstack.domcfg import DomainConfig
 from toolstack.libxl_arm import make_guest_dtb
 from toolstack.xc import Xc, XcError
 from xenpy.loader.kernel import LoaderError, load_kernel, place_domu
-from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT
+from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT, callback_irq_ppi
+from xenpy.public.hvm.params import HVM_PARAM_CALLBACK_IRQ
 from xenpy.rundir import run_dir
 
 
@@ -152,6 +153,8 @@ class Libxl:
                                              sorted(soft) if soft is not None else None)
                 except XcError:
                     raise CreateError(f"Could not set affinity for vcpu `{n}'.") from None
+        # The event-channel upcall: PPI 31, level, active low, as libxl sets it for ARM guests.
+        self.xc.hvm_param_set(domid, HVM_PARAM_CALLBACK_IRQ, callback_irq_ppi())
         self._write_xenstore(domid, cfg, handle, mem_bytes)
         path = userdata_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)

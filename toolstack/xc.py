@@ -62,13 +62,15 @@ class LocalTransport:
 
     def __init__(self, privcmd: Any) -> None:
         self.privcmd = privcmd
+        self.session: dict[str, Any] = {}      # what the socket connection would hold
 
     def call(self, req: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
-        reply, fd = self.privcmd.call(json.loads(json.dumps(req)))
+        reply, fd = self.privcmd.call(json.loads(json.dumps(req)), self.session)
         return json.loads(json.dumps(reply)), (os.dup(fd) if fd is not None else None)
 
     def close(self) -> None:
-        pass
+        if "evtchn" in self.session:
+            self.session.pop("evtchn").close()
 
 
 class Xc:
@@ -193,6 +195,16 @@ class Xc:
     def console_write(self, domid: int, data: bytes) -> None:
         self._call("console_write", {"op": "console_write", "domid": domid,
                                      "data": data.decode("latin-1")})
+
+    # -- HVM params (xc_hvm_param_set / get) ------------------------------------------------------
+
+    def hvm_param_set(self, domid: int, index: int, value: int) -> None:
+        self._call("hvm_set_param", {"op": "hvm_op", "cmd": 0, "domid": domid, "index": index,
+                                     "value": value})
+
+    def hvm_param_get(self, domid: int, index: int) -> int:
+        return int(self._call("hvm_get_param", {"op": "hvm_op", "cmd": 1, "domid": domid,
+                                                "index": index})[1]["value"])
 
     def host_shutdown(self, reason: int = 0) -> None:
         from xenpy.public.sched import SCHEDOP_shutdown

@@ -154,8 +154,8 @@ enum mmu_type {
 #define SECTION_SHIFT   20
 #define SECTION_SIZE    (1U << SECTION_SHIFT)
 
-/* Map [va, va + size) to pa in 1 MiB sections (va and pa rounded down,
- * size rounded up).  Safe both before and after mmu_enable(). */
+/* Map every 1 MiB section that [va, va + size) touches, the first one to
+ * the section holding pa.  Safe both before and after mmu_enable(). */
 void mmu_map(uint32_t va, uint32_t pa, uint32_t size, enum mmu_type type);
 static inline void mmu_identity_map(uint32_t pa, uint32_t size, enum mmu_type type)
 {

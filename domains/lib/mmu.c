@@ -67,9 +67,9 @@ static void set_sections(uint32_t va, uint32_t pa, uint32_t size, uint32_t attrs
 
     if (!size)
         return;
-    /* Round the end up to a section; a range running off the top of the
-     * address space stops at the last section. */
-    last = ((uint64_t)(va & ~(SECTION_SIZE - 1)) + size + SECTION_SIZE - 1) >> SECTION_SHIFT;
+    /* Every section [va, va + size) touches; a range running off the top
+     * of the address space stops at the last section. */
+    last = ((uint64_t)va + size + SECTION_SIZE - 1) >> SECTION_SHIFT;
     if (last > L1_ENTRIES)
         last = L1_ENTRIES;
     pa &= SECT_BASE_MASK;

@@ -58,8 +58,9 @@ def vector_table() -> tuple[list[int], list[int]]:
 
 
 def boot(hv: Hypervisor, program: list[int], *, vcpus: int = 1, mem_mb: int = 16,
-         data: dict[int, bytes] | None = None):
-    """Create, load and unpause a domain; `data` is written to guest RAM before it starts."""
+         data: dict[int, bytes] | None = None, before_start=None):
+    """Create, load and unpause a domain; `data` is written to guest RAM before it starts, and
+    `before_start(d)` may return more such data (it runs once the domain exists)."""
     domid = hv.domain_create(0, vcpus, None, "4.4")
     d = hv.domains[domid]
     assert hv.domain_populate(d, mem_mb << 8) == 0
@@ -71,7 +72,10 @@ def boot(hv: Hypervisor, program: list[int], *, vcpus: int = 1, mem_mb: int = 16
     prologue = [*load32(0, VEC), MCR_VBAR_R0]
     words = prologue + program
     d.ram_write(CODE, struct.pack(f"<{len(words)}I", *words))
-    for addr, blob in (data or {}).items():
+    data = dict(data or {})
+    if before_start is not None:
+        data.update(before_start(d) or {})
+    for addr, blob in data.items():
         d.ram_write(addr, blob)
     d.set_vcpu_context(0, CpuContext(pc=CODE))
     hv.domain_unpause(d)

@@ -116,3 +116,15 @@ def test_vcpu_op_other_than_the_two_arm_ones_is_einval(hv):
                   *shutdown(DATA + 0x14)])
     wait_shutdown(d)
     assert reg(d, 9) == (-22) & 0xFFFFFFFF
+
+
+def test_wfe_yield_and_sev_are_hints_not_undefined(hv):
+    d = boot(hv, [0xE320F002, 0xE320F001, 0xE320F004, mov(9, 7), *shutdown(DATA + 0x14)])
+    wait_shutdown(d)
+    assert d.shutdown_code == 0 and reg(d, 9) == 7
+
+
+def test_undefined_instruction_right_after_wfe_is_still_undefined(hv):
+    d = boot(hv, [0xE320F002, 0xE7F000F0, B_SELF])
+    wait_shutdown(d)
+    assert reg(d, 8) == 0x4

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from xenpy.arch.arm import hvm
+from xenpy.board.evtchn_dev import EvtchnDevice
 from xenpy.common.domctl import do_domctl
 from xenpy.common.sysctl import do_sysctl
 from xenpy.public import errno
@@ -39,10 +41,18 @@ class Privcmd:
 
     # -- the requests ---------------------------------------------------------------------------
 
-    def call(self, req: dict[str, Any]) -> Reply:
+    def call(self, req: dict[str, Any], session: dict[str, Any] | None = None) -> Reply:
+        """One request. `session` is per connection: what an open file of the device would hold."""
         hv, dom0 = self.hv, self.hv.domains[0]
         op = req.get("op")
+        session = {} if session is None else session
         try:
+            if op == "evtchn":
+                return self._evtchn(req, session), None
+            if op == "hvm_op":
+                rc, value = hvm.hvm_param_op(dom0, int(req["cmd"]), int(req["domid"]),
+                                             int(req["index"]), int(req.get("value", 0)))
+                return {"ret": rc, "out": {"value": value}}, None
             if op == "domctl":
                 ret, out = do_domctl(hv, dom0, req)
             elif op == "sysctl":
@@ -78,6 +88,30 @@ class Privcmd:
         except (KeyError, TypeError, ValueError):
             ret, out = -errno.EINVAL, {}
         return {"ret": ret, "out": out}, None
+
+    def _evtchn(self, req: dict[str, Any], session: dict[str, Any]) -> dict[str, Any]:
+        """/dev/xen/evtchn: a device per connection, so its ports close with the connection."""
+        dev = session.get("evtchn")
+        if dev is None:
+            dev = session["evtchn"] = EvtchnDevice(self.hv)
+        cmd = req["cmd"]
+        try:
+            if cmd == "bind_unbound":
+                return {"ret": 0, "out": {"port": dev.bind_unbound(int(req["remote_domid"]))}}
+            if cmd == "bind_interdomain":
+                return {"ret": 0, "out": {"port": dev.bind_interdomain(int(req["remote_domid"]),
+                                                                      int(req["remote_port"]))}}
+            if cmd == "bind_virq":
+                return {"ret": 0, "out": {"port": dev.bind_virq(int(req["virq"]))}}
+            if cmd == "pending":
+                port = dev.pending(min(float(req.get("timeout", 0)), 5.0))
+                return {"ret": 0, "out": {"port": port}}
+            if cmd in ("notify", "unbind", "unmask"):
+                getattr(dev, cmd)(int(req["port"]))
+                return {"ret": 0, "out": {}}
+        except OSError as e:
+            return {"ret": -(e.errno or errno.EINVAL), "out": {}}
+        return {"ret": -errno.ENOSYS, "out": {}}
 
     def _memory_op(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if req["cmd"] != XENMEM_populate_physmap:
@@ -147,16 +181,20 @@ class Privcmd:
                              name="privcmd-client").start()
 
     def _client(self, conn: socket.socket) -> None:
+        session: dict[str, Any] = {}
         with conn:
-            while True:
-                try:
+            try:
+                while True:
                     req, _fd = recv_msg(conn)
                     if req is None:
                         return
-                    reply, fd = self.call(req)
+                    reply, fd = self.call(req, session)
                     send_msg(conn, reply, fd)
-                except (OSError, ValueError):
-                    return   # a broken client loses its connection; the board carries on
+            except (OSError, ValueError):
+                return   # a broken client loses its connection; the board carries on
+            finally:
+                if "evtchn" in session:
+                    session["evtchn"].close()
 
     def close(self) -> None:
         self._stop.set()

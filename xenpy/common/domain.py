@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from xenpy.arch.arm.domain import arch_domain_init
 from xenpy.arch.arm.guestcopy import copy_from_guest
 from xenpy.arch.arm.vcpu import ArmVcpu, CpuContext
+from xenpy.common import event_channel
 from xenpy.common.hypercall import dispatch, hypercall
 from xenpy.public import errno
 from xenpy.public.vcpu import (RUNSTATE_offline, VCPU_REGISTER_VCPU_INFO_SIZE,
@@ -100,6 +101,9 @@ class Domain:
         self.tot_pages = 0
         self.layout: GuestLayout | None = None
         self.vgic = None                   # the arch layer's VGicV2, once the domain has RAM
+        self.evtchn = None                 # event_channel.EventChannels (evtchn_init)
+        self.shared_info_gfn: int | None = None
+        self.hvm_params: dict[int, int] = {}
         self.ram: mmap.mmap | None = None
         self.ram_fd = -1
         self.console = ConsoleLog()
@@ -227,5 +231,5 @@ def do_vcpu_op(v: Vcpu, args: tuple[int, ...]) -> int:
         return -errno.EINVAL
     if target.vcpu_info_gfn is not None:
         return -errno.EBUSY
-    target.vcpu_info_gfn, target.vcpu_info_offset = gfn, offset
+    event_channel.vcpu_info_register(target, gfn, offset)
     return 0

@@ -60,7 +60,8 @@ def createdomain(hv: "Hypervisor", domid: int, u: dict[str, Any]) -> Reply:
         return -errno.EINVAL, {}
     if handle is not None and len(handle) != 16:
         return -errno.EINVAL, {}
-    ret = hv.domain_create(domid, max_vcpus, handle, layout)
+    max_port = int(u.get("max_evtchn_port", 1023))
+    ret = hv.domain_create(domid, max_vcpus, handle, layout, max_port)
     if ret < 0:
         return ret, {}
     return 0, {"domain": ret}

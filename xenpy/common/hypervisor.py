@@ -11,14 +11,20 @@ from dataclasses import dataclass
 from typing import Callable
 
 # Importing the handler modules registers them in the hypercall table.
-from xenpy.common import console, kernel, schedule  # noqa: F401
+from xenpy.common import console, event_channel, kernel, memory, schedule  # noqa: F401
+from xenpy.arch.arm import hvm
 from xenpy.arch.arm import vpsci
 from xenpy.arch.arm.domain import sample_timers
 from xenpy.common.domain import Domain, Vcpu
+from xenpy.common.hypercall import hypercall
 from xenpy.common.schedule import Scheduler
 from xenpy.public import errno
 from xenpy.public.arch_arm import GUEST_EVTCHN_PPI, LAYOUTS, GuestLayout
-from xenpy.public.xen import DOMID_FIRST_RESERVED
+from xenpy.public.event_channel import VIRQ_DOM_EXC
+from xenpy.public.xen import DOMID_FIRST_RESERVED, HYPERVISOR_hvm_op
+
+# arch/arm/hvm.py imports nothing from common/, so its handler is registered here.
+hypercall(HYPERVISOR_hvm_op)(hvm.do_hvm_op)
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Hypervisor:
             v.processor = v.vcpu_id % c.nr_pcpus
             if c.dom0_vcpus_pin:
                 v.hard_affinity = frozenset({v.vcpu_id % c.nr_pcpus})
+        event_channel.evtchn_init(dom0, max_port=event_channel.MAX_PORT_UNLIMITED)
         self.domains[0] = dom0
         self.log(f"Xen version {self.version[0]}.{self.version[1]}{self.extraversion} (xenpy) "
                  f"{c.nr_pcpus} pCPUs, {c.total_mem_mb} MB")
@@ -114,7 +121,11 @@ class Hypervisor:
     def has_pending_interrupt(self, v: Vcpu) -> bool:
         """What wakes a WFI: any interrupt pending for the vCPU, masked by CPSR.I or not."""
         vgic = v.domain.vgic if not v.domain.privileged else None
-        return bool(vgic and vgic.has_deliverable(v.vcpu_id))
+        if vgic is None:
+            return False
+        # SCHEDOP_block also ends when an event is pending (Xen's local_events_need_delivery);
+        # waking a WFI for it too is allowed (a WFI may end for any reason).
+        return vgic.has_deliverable(v.vcpu_id) or event_channel.vcpu_upcall_pending(v)
 
     def vgic_kick(self, d: Domain, vcpu_id: int) -> None:
         """The vGIC has something deliverable for a vCPU: wake it or make it take it now."""
@@ -130,6 +141,7 @@ class Hypervisor:
         """evtchn_upcall_pending went 0 -> 1: raise the event-channel PPI (31) in its vGIC."""
         if v.domain.vgic is not None:
             v.domain.vgic.raise_irq(v.vcpu_id, GUEST_EVTCHN_PPI)
+            self.scheduler.wake(v)      # a vCPU in SCHEDOP_block waits for this, GIC or not
 
     # -- domains -------------------------------------------------------------------------------------
 
@@ -142,7 +154,7 @@ class Hypervisor:
         return self.total_pages - sum(d.tot_pages for d in self.domains.values())
 
     def domain_create(self, domid: int, max_vcpus: int, handle: bytes | None,
-                      layout: str | None) -> int:
+                      layout: str | None, max_evtchn_port: int = 1023) -> int:
         """XEN_DOMCTL_createdomain: a new, paused domain with no memory yet. Returns its id."""
         if layout is not None and layout not in LAYOUTS:
             return -errno.EINVAL
@@ -158,6 +170,7 @@ class Hypervisor:
             return -errno.EEXIST
         d = Domain(self, domid, max_vcpus=max_vcpus, handle=handle)
         d.layout = LAYOUTS[layout] if layout else self.default_layout
+        event_channel.evtchn_init(d, max_port=max_evtchn_port)
         self.domains[domid] = d
         self._next_domid = domid + 1 if domid + 1 < DOMID_FIRST_RESERVED else 1
         return domid
@@ -193,6 +206,7 @@ class Hypervisor:
         d.is_dying = True
         if not self.scheduler.deschedule(d.vcpus):
             return -errno.EAGAIN      # Xen's continuation: the caller retries
+        event_channel.evtchn_destroy(d)
         self.domains.pop(d.domid, None)
         d.release()
         self.log(f"Domain {d.domid} destroyed")
@@ -201,5 +215,6 @@ class Hypervisor:
 
     def domain_exception(self, d: Domain) -> None:
         """VIRQ_DOM_EXC: tell dom0's toolstack a domain shut down or died."""
+        event_channel.send_global_virq(self, VIRQ_DOM_EXC)
         for listener in list(self.dom_exc_listeners):
             listener(d.domid)

@@ -46,6 +46,8 @@ FSR_DEBUG_SHORT, FSR_DEBUG_LPAE = 0x2, (1 << 9) | 0x22
 
 WFI_A32 = 0xE320F003
 WFI_T16 = 0xBF30
+_A32_HINTS = {0xE320F001: "yield", 0xE320F002: "wfe", 0xE320F004: "sev", 0xE320F005: "sevl"}
+_T16_HINTS = {0xBF10: "yield", 0xBF20: "wfe", 0xBF40: "sev", 0xBF50: "sevl"}
 UNTIL = 0xFFFFFFFF  # never an instruction address: emu_start runs until something stops it
 
 class Exit(enum.Enum):
@@ -113,6 +115,7 @@ class ArmVcpu:
         self._pc_cpsr = RegBatch(h, [UC_ARM_REG_PC, UC_ARM_REG_CPSR])
         self._mmio_fault: tuple[int, bool] | None = None
         self._retranslate = False
+        self._hint_pc: int | None = None
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
         self._stop_requested = False
         self._exit: Exit | None = None
@@ -272,8 +275,11 @@ class ArmVcpu:
         insn = self._fetch_insn(pc, thumb, sctlr)
         imm = _hvc_imm(insn, thumb) if insn is not None else None
         if imm is None:
+            if self._after_hint(pc, thumb):
+                return True
             self.inject(Vector.UNDEF, pc)
             return True
+        self._hint_pc = None
         if imm == XEN_HYPERCALL_TAG:
             self.hypercalls += 1
             ret = self._on_hypercall(r12, (r0, r1, r2, r3, r4))
@@ -289,6 +295,26 @@ class ArmVcpu:
             # Current Xen logs the bad immediate and injects UNDEF.
             self._log(f"vcpu{self.vcpu_id}: invalid HVC imm {imm:#x}")
             self.inject(Vector.UNDEF, pc)
+        return True
+
+    def _after_hint(self, pc: int, thumb: bool) -> bool:
+        """Unicorn reports WFE, YIELD, SEV and SEVL here with PC already past them.
+
+        WFE and YIELD give the pCPU away (a WFE may end early: the guest re-checks its condition);
+        SEV needs nothing since no vCPU really sleeps in WFE. Seeing the same PC twice means the
+        instruction at PC itself is undefined.
+        """
+        if self._hint_pc == pc:
+            self._hint_pc = None
+            return False
+        size = 2 if thumb else 4
+        prev = self._fetch_insn(pc - size, thumb)
+        hints = _T16_HINTS if thumb else _A32_HINTS
+        if prev is None or (prev & 0xFFFF if thumb else prev) not in hints:
+            return False
+        self._hint_pc = pc
+        if hints[prev & 0xFFFF if thumb else prev] in ("wfe", "yield"):
+            self.stop()
         return True
 
     def _hook_intr(self, uc: Uc, intno: int, _data: object) -> None:
