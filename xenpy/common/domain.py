@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from xenpy.arch.arm.domain import arch_domain_init
 from xenpy.arch.arm.guestcopy import copy_from_guest
+from xenpy.arch.arm.p2m import P2M
 from xenpy.arch.arm.vcpu import ArmVcpu, CpuContext
 from xenpy.common import event_channel
 from xenpy.common.hypercall import dispatch, hypercall
@@ -44,6 +45,7 @@ class Vcpu:
         self.hard_affinity: frozenset[int] | None = None   # None: all pCPUs
         self.soft_affinity: frozenset[int] | None = None
         self.cpu_time_ns = 0
+        self.held = 0                 # > 0 while a p2m update keeps it off its pCPU
         self.last_ran = 0.0
         self.arch: ArmVcpu | None = None
         self.vcpu_info_gfn: int | None = None     # VCPUOP_register_vcpu_info
@@ -57,8 +59,8 @@ class Vcpu:
     @property
     def runnable(self) -> bool:
         d = self.domain
-        return (self.online and not self.blocked and not d.pause_count and not d.is_shutdown
-                and not d.is_dying and self.arch is not None)
+        return (self.online and not self.blocked and not self.held and not d.pause_count
+                and not d.is_shutdown and not d.is_dying and self.arch is not None)
 
     def __repr__(self) -> str:
         return f"d{self.domain.domid}v{self.vcpu_id}"
@@ -101,6 +103,7 @@ class Domain:
         self.tot_pages = 0
         self.layout: GuestLayout | None = None
         self.vgic = None                   # the arch layer's VGicV2, once the domain has RAM
+        self.p2m: P2M | None = None        # frames mapped over or beside RAM (grants, devices)
         self.evtchn = None                 # event_channel.EventChannels (evtchn_init)
         self.shared_info_gfn: int | None = None
         self.hvm_params: dict[int, int] = {}
@@ -128,6 +131,9 @@ class Domain:
                              on_hypercall=lambda nr, args, v=v: dispatch(v, nr, args),
                              on_psci=lambda _a, v=v: self.hv.on_psci(v),
                              log=self.hv.log)
+        self.p2m = P2M(self)
+        for v in self.vcpus:
+            v.arch.p2m_extra = self.p2m.extra
         arch_domain_init(self)
 
     @property

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Iterable
 
 from xenpy.arch.arm.domain import sample_timers
+from xenpy.arch.arm.p2m import current_vcpu
 from xenpy.arch.arm.guestcopy import GuestFault, copy_from_guest, copy_to_guest
 from xenpy.arch.arm.vcpu import Exit
 from xenpy.common.hypercall import hypercall
@@ -69,6 +70,20 @@ class Scheduler:
                 if v.arch is not None:
                     v.arch.stop()
             v.blocked = False
+            self.cond.notify_all()
+
+    def hold(self, vcpus: Iterable["Vcpu"], timeout: float = 5.0) -> None:
+        """Take vCPUs off their pCPUs and keep them off until release() (a p2m update)."""
+        vcpus = list(vcpus)
+        with self.cond:
+            for v in vcpus:
+                v.held += 1
+        self.deschedule(vcpus, timeout)
+
+    def release(self, vcpus: Iterable["Vcpu"]) -> None:
+        with self.cond:
+            for v in vcpus:
+                v.held -= 1
             self.cond.notify_all()
 
     def kick(self) -> None:
@@ -131,12 +146,15 @@ class Scheduler:
             if v.domain.vgic is not None:
                 sample_timers(v)                 # a deadline may have passed while it waited
             t0 = time.perf_counter_ns()
+            current_vcpu.v = v
             try:
                 why = v.arch.run() if v.arch is not None else Exit.DOWN
             except Exception as e:  # noqa: BLE001 - a guest must not take a pCPU down
                 self.hv.log(f"{v}: vCPU stopped by an internal error: {e!r}")
                 v.domain.shutdown(3)
                 why = Exit.DOWN
+            finally:
+                current_vcpu.v = None
             if v.arch is not None and v.domain.vgic is not None:
                 sample_timers(v)
             with self.cond:

@@ -27,10 +27,9 @@ def _chunks(vcpu: "ArmVcpu", va: int, length: int, write: bool) -> list[tuple[in
                                             read_phys=vcpu.read_phys)
     except guest_walk.GuestFault as f:
         raise GuestFault(f"guest address {va:#x}: {f.kind} fault") from None
-    base, end = vcpu.ram_base, vcpu.ram_base + vcpu.ram_size
     for ipa, n in chunks:
-        if not (base <= ipa and ipa + n <= end):
-            raise GuestFault(f"guest address {va:#x} maps outside the domain's RAM")
+        if vcpu.read_phys(ipa, 1) is None or vcpu.read_phys(ipa + n - 1, 1) is None:
+            raise GuestFault(f"guest address {va:#x} maps outside the domain's memory")
     return chunks
 
 
@@ -47,5 +46,6 @@ def copy_to_guest(vcpu: "ArmVcpu", va: int, data: bytes) -> None:
     pos = 0
     chunks = _chunks(vcpu, va, len(data), True)   # translate everything before writing anything
     for ipa, n in chunks:
-        vcpu.write_phys(ipa, data[pos:pos + n])
+        if not vcpu.write_phys(ipa, data[pos:pos + n]):
+            raise GuestFault(f"guest address {va:#x} is not writable")
         pos += n

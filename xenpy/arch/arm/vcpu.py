@@ -15,8 +15,9 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from unicorn import (UC_ARCH_ARM, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UC_HOOK_MEM_UNMAPPED,
-                     UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_UNMAPPED, UC_MODE_ARM, UC_PROT_ALL, Uc,
+from unicorn import (UC_ARCH_ARM, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UC_HOOK_MEM_PROT,
+                     UC_HOOK_MEM_UNMAPPED, UC_MEM_FETCH_PROT, UC_MEM_FETCH_UNMAPPED,
+                     UC_MEM_WRITE_PROT, UC_MEM_WRITE_UNMAPPED, UC_MODE_ARM, UC_PROT_ALL, Uc,
                      UcError)
 from unicorn.arm_const import (UC_ARM_REG_CP_REG, UC_ARM_REG_CPSR, UC_ARM_REG_LR, UC_ARM_REG_PC,
                                UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3,
@@ -103,7 +104,8 @@ class ArmVcpu:
         # Keep the callbacks referenced: Unicorn stores only ctypes pointers to them.
         self._hooks = [uc.hook_add(UC_HOOK_INSN_INVALID, self._hook_invalid),
                        uc.hook_add(UC_HOOK_INTR, self._hook_intr),
-                       uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._hook_unmapped)]
+                       uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._hook_unmapped),
+                       uc.hook_add(UC_HOOK_MEM_PROT, self._hook_unmapped)]
         h = uc._uch
         self._trap_regs = RegBatch(h, [UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3,
                                        UC_ARM_REG_R4, UC_ARM_REG_R12, UC_ARM_REG_PC,
@@ -117,6 +119,7 @@ class ArmVcpu:
         self._retranslate = False
         self._hint_pc: int | None = None
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
+        self.p2m_extra: dict = {}      # the domain's P2M.extra: frames mapped over or beside RAM
         self._stop_requested = False
         self._exit: Exit | None = None
         self._fault: tuple[int, bool, bool] | None = None   # (address, write, fetch)
@@ -349,7 +352,9 @@ class ArmVcpu:
 
     def _hook_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
                        _data: object) -> bool:
-        self._fault = (address, access == UC_MEM_WRITE_UNMAPPED, access == UC_MEM_FETCH_UNMAPPED)
+        # An unmapped frame, or a write to a read-only one (a read-only grant): a stage-2 fault.
+        self._fault = (address, access in (UC_MEM_WRITE_UNMAPPED, UC_MEM_WRITE_PROT),
+                       access in (UC_MEM_FETCH_UNMAPPED, UC_MEM_FETCH_PROT))
         return False
 
     # -- exception entry --------------------------------------------------------------------------
@@ -422,15 +427,45 @@ class ArmVcpu:
     # -- guest physical memory (RAM only; MMIO is not reachable this way) ------------------------------
 
     def read_phys(self, ipa: int, size: int) -> bytes | None:
+        """Guest-physical bytes, through the domain's p2m: RAM, or a frame mapped over it."""
+        if self.p2m_extra and any(g in self.p2m_extra for g in range(ipa >> 12, (ipa + size - 1 >> 12) + 1)):
+            return self._p2m_access(ipa, size, None)
         off = ipa - self.ram_base
         if off < 0 or off + size > self.ram_size:
             return None
         return self.ram[off:off + size]
 
-    def write_phys(self, ipa: int, data: bytes) -> None:
+    def write_phys(self, ipa: int, data: bytes) -> bool:
+        """Write guest-physical bytes; False if any of it is not writable RAM or a writable frame."""
+        size = len(data)
+        if self.p2m_extra and any(g in self.p2m_extra for g in range(ipa >> 12, (ipa + size - 1 >> 12) + 1)):
+            return self._p2m_access(ipa, size, data) is not None
         off = ipa - self.ram_base
-        assert 0 <= off and off + len(data) <= self.ram_size
-        self.ram[off:off + len(data)] = data
+        if off < 0 or off + size > self.ram_size:
+            return False
+        self.ram[off:off + size] = data
+        return True
+
+    def _p2m_access(self, ipa: int, size: int, data: bytes | None) -> bytes | None:
+        out, pos = [], 0
+        while pos < size:
+            a = ipa + pos
+            n = min(size - pos, 0x1000 - (a & 0xFFF))
+            m = self.p2m_extra.get(a >> 12)
+            if m is not None:
+                buf, base = m.buffer, m.offset + (a & 0xFFF)
+                if data is not None and not m.writable:
+                    return None
+            else:
+                buf, base = self.ram, a - self.ram_base
+                if base < 0 or base + n > self.ram_size:
+                    return None
+            if data is None:
+                out.append(buf[base:base + n])
+            else:
+                buf[base:base + n] = data[pos:pos + n]
+            pos += n
+        return b"".join(out)
 
     def close(self) -> None:
         for h in self._hooks:
