@@ -19,7 +19,8 @@ from toolstack.libxl_arm import make_guest_dtb
 from toolstack.xc import Xc, XcError
 from xenpy.loader.kernel import LoaderError, load_kernel, place_domu
 from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT, callback_irq_ppi
-from xenpy.public.hvm.params import HVM_PARAM_CALLBACK_IRQ
+from xenpy.public.hvm.params import (HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_STORE_EVTCHN,
+                                     HVM_PARAM_STORE_PFN)
 from xenpy.rundir import run_dir
 
 
@@ -155,7 +156,16 @@ class Libxl:
                     raise CreateError(f"Could not set affinity for vcpu `{n}'.") from None
         # The event-channel upcall: PPI 31, level, active low, as libxl sets it for ARM guests.
         self.xc.hvm_param_set(domid, HVM_PARAM_CALLBACK_IRQ, callback_irq_ppi())
+        # The magic pages and the store ring: xenstored (in dom0) is the remote end.
+        self.xc.populate_magic(domid, layout.magic_pfns(mem_bytes))
+        store_pfn = layout.store_pfn(mem_bytes)
+        store_port = self.xc.evtchn_alloc_unbound(domid, 0)
+        self.xc.hvm_param_set(domid, HVM_PARAM_STORE_PFN, store_pfn)
+        self.xc.hvm_param_set(domid, HVM_PARAM_STORE_EVTCHN, store_port)
         self._write_xenstore(domid, cfg, handle, mem_bytes)
+        self.xs.write(f"/local/domain/{domid}/store/port", str(store_port))
+        self.xs.write(f"/local/domain/{domid}/store/ring-ref", str(store_pfn))
+        self.xs.introduce(domid, store_pfn, store_port)
         path = userdata_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"domid": domid, "config": cfg.to_json(),
@@ -172,8 +182,9 @@ class Libxl:
         dom = f"/local/domain/{domid}"
         vm = f"/vm/{handle}"
         xs = self.xs
+        xs.mkdir(dom)
+        xs.set_perms(dom, ["n0", f"r{domid}"])     # children inherit: dom0 owns, the guest reads
         xs.write(f"{dom}/name", cfg.name)
-        xs.set_perms(dom, ["n0", f"r{domid}"])
         entries = {"domid": str(domid), "vm": vm, "memory/static-max": str(cfg.maxmem << 10),
                    "memory/target": str(mem_bytes >> 10), "control/shutdown": "",
                    "control/platform-feature-multiprocessor-suspend": "1",

@@ -117,6 +117,16 @@ class Xc:
                                         "domid": domid, "nr_extents": nr_pages,
                                         "extent_order": 0, "extent_start": base_pfn})
 
+    def populate_magic(self, domid: int, gfns: list[int]) -> None:
+        self._call("populate_physmap", {"op": "memory_op", "cmd": XENMEM_populate_physmap,
+                                        "domid": domid, "gpfns": gfns, "extent_order": 0})
+
+    def evtchn_alloc_unbound(self, dom: int, remote_dom: int) -> int:
+        """EVTCHNOP_alloc_unbound for another domain: a port of `dom` for `remote_dom`."""
+        from xenpy.public.event_channel import EVTCHNOP_alloc_unbound
+        return int(self._call("alloc_unbound", {"op": "event_channel_op", "cmd": EVTCHNOP_alloc_unbound,
+                                                "dom": dom, "remote_dom": remote_dom})[1]["port"])
+
     def map_foreign_ram(self, domid: int) -> tuple[mmap.mmap, int]:
         """All of a domU's RAM, writable (privcmd mmap of foreign frames). Returns (map, base)."""
         _, out, fd = self._call("mmap_foreign", {"op": "mmap_foreign", "domid": domid})

@@ -5,11 +5,13 @@ the board log and a pid file. One board process serves one run directory.
 """
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
 from typing import Callable
 
+from xenpy.board.evtchn_dev import EvtchnDevice
 from xenpy.board.privcmd import Privcmd
 from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
 from xenpy.rundir import board_log_path, privcmd_path, run_dir, xenstored_path
@@ -25,6 +27,7 @@ class Board:
         self.hv = Hypervisor(config, sink=self._log)
         self.privcmd = Privcmd(self.hv, on_host_shutdown=lambda _reason: self.request_stop())
         self.xenstored = None
+        self._store_rings = {}
         self._done = threading.Event()
         self.monitor = None
 
@@ -43,8 +46,46 @@ class Board:
 
     def _start_xenstored(self) -> None:
         from xenpy.xenstore import XenStored
-        self.xenstored = XenStored(self.rundir / "xenstored" / "state.json", log=self.hv.log)
+        self.store_evtchn = EvtchnDevice(self.hv)          # xenstored's /dev/xen/evtchn
+        self._store_rings: dict[int, tuple[int, object]] = {}   # local port -> (domid, ring)
+        self.xenstored = XenStored(self.rundir / "xenstored" / "state.json",
+                                   on_introduce=self._introduce, log=self.hv.log)
         self.xenstored.serve_socket(xenstored_path())
+        threading.Thread(target=self._store_pump, daemon=True, name="xenstored-evtchn").start()
+
+    def _introduce(self, domid: int, gfn: int, port: int) -> object:
+        """XS_INTRODUCE: xenstored maps the guest's ring page and binds its store port.
+
+        xenstored lives in the board process, so it reaches the frame directly, where the real one
+        maps it through the reserved grant entry or a foreign mapping.
+        """
+        d = self.hv.domains.get(domid)
+        if d is None or d.privileged:
+            raise OSError(errno.ESRCH, "no such domain")
+        page = d.frame(gfn)
+        if page is None:
+            raise OSError(errno.EINVAL, "ring frame outside the domain")
+        local = self.store_evtchn.bind_interdomain(domid, port)
+        ring = self.xenstored.connect_ring(domid, page, lambda: self.store_evtchn.notify(local))
+        self._store_rings[local] = (domid, ring)
+        return ring
+
+    def _store_pump(self) -> None:
+        """Guest notifications on store ports wake xenstored's ring connections."""
+        while not self._done.is_set():
+            try:
+                port = self.store_evtchn.pending(0.5)
+            except OSError:
+                return
+            if port is None:
+                continue
+            entry = self._store_rings.get(port)
+            if entry is not None:
+                entry[1].kick()
+            try:
+                self.store_evtchn.unmask(port)
+            except OSError:
+                pass
 
     def _start_dom0_services(self) -> None:
         """Dom0 userspace that lives with the board: its XenStore nodes and xl's domain watcher."""
@@ -70,6 +111,13 @@ class Board:
         d = self.hv.domains.get(domid)
         if d is None:
             self.xenstored.release_domain(domid)
+            for port, (owner, _ring) in list(self._store_rings.items()):
+                if owner == domid:
+                    del self._store_rings[port]
+                    try:
+                        self.store_evtchn.unbind(port)
+                    except OSError:
+                        pass
         elif d.is_shutdown:
             self.xenstored.domain_shutdown(domid)
 

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from xenpy.arch.arm import hvm
 from xenpy.board.evtchn_dev import EvtchnDevice
+from xenpy.common import event_channel
 from xenpy.common.domctl import do_domctl
 from xenpy.common.sysctl import do_sysctl
 from xenpy.public import errno
+from xenpy.public.event_channel import EVTCHNOP_alloc_unbound
 from xenpy.public.memory import XENMEM_populate_physmap
 from xenpy.public.privcmd import recv_msg, send_msg
 from xenpy.public.sched import SCHEDOP_remote_shutdown, SCHEDOP_shutdown
@@ -49,6 +51,8 @@ class Privcmd:
         try:
             if op == "evtchn":
                 return self._evtchn(req, session), None
+            if op == "event_channel_op":
+                return self._event_channel_op(req), None
             if op == "hvm_op":
                 rc, value = hvm.hvm_param_op(dom0, int(req["cmd"]), int(req["domid"]),
                                              int(req["index"]), int(req.get("value", 0)))
@@ -113,14 +117,28 @@ class Privcmd:
             return {"ret": -(e.errno or errno.EINVAL), "out": {}}
         return {"ret": -errno.ENOSYS, "out": {}}
 
+    def _event_channel_op(self, req: dict[str, Any]) -> dict[str, Any]:
+        """EVTCHNOP_alloc_unbound issued by dom0 for another domain (the store and console ports)."""
+        if req["cmd"] != EVTCHNOP_alloc_unbound:
+            return {"ret": -errno.ENOSYS, "out": {}}
+        port = event_channel.alloc_unbound(self.hv.domains[0], int(req["dom"]), int(req["remote_dom"]))
+        return {"ret": min(port, 0), "out": {"port": port}}
+
     def _memory_op(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """XENMEM_populate_physmap: the RAM bank (one extent list from the RAM base), or the
+        layout's magic pages (a list of their frames)."""
         if req["cmd"] != XENMEM_populate_physmap:
             return -errno.ENOSYS, {}
         d = self.hv.domains.get(int(req["domid"]))
         if d is None or d.privileged:
             return -errno.ESRCH, {}
         assert d.layout is not None
-        if int(req["extent_start"]) != d.layout.ram_base >> 12 or int(req.get("extent_order", 0)):
+        if int(req.get("extent_order", 0)):
+            return -errno.EINVAL, {}
+        if "gpfns" in req:
+            ret = self.hv.domain_populate_magic(d, [int(g) for g in req["gpfns"]])
+            return (len(req["gpfns"]) if ret == 0 else ret), {}
+        if int(req["extent_start"]) != d.layout.ram_base >> 12:
             return -errno.EINVAL, {}   # one contiguous bank from the layout's RAM base
         ret = self.hv.domain_populate(d, int(req["nr_extents"]))
         return (int(req["nr_extents"]) if ret == 0 else ret), {}

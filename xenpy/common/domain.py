@@ -111,6 +111,8 @@ class Domain:
         self.ram_fd = -1
         self.console = ConsoleLog()
         self.console_input = bytearray()   # typed at `xl console`, read with CONSOLEIO_read
+        self.magic_buffers: list[mmap.mmap] = []
+        self.magic_pages = 0
         self.unknown_hypercalls: set[int] = set()
         self.created = time.monotonic()
         self.lock = threading.RLock()
@@ -136,9 +138,34 @@ class Domain:
             v.arch.p2m_extra = self.p2m.extra
         arch_domain_init(self)
 
+    def populate_magic(self, gfns: list[int]) -> None:
+        """Back the magic frames with zeroed pages of their own (a memfd, like RAM)."""
+        assert self.p2m is not None
+        fd = os.memfd_create(f"xenpy-d{self.domid}-magic", 0)
+        os.ftruncate(fd, len(gfns) << 12)
+        buf = mmap.mmap(fd, len(gfns) << 12)
+        os.close(fd)
+        self.magic_buffers.append(buf)
+        for i, gfn in enumerate(gfns):
+            self.p2m.map(gfn, buf, i << 12, writable=True)
+        self.magic_pages += len(gfns)
+        self.tot_pages += len(gfns)
+
+    def frame(self, gfn: int) -> memoryview | None:
+        """The host memory behind one guest frame (RAM or mapped), for dom0's board services."""
+        assert self.layout is not None
+        m = self.p2m.lookup(gfn) if self.p2m is not None else None
+        if m is not None:
+            return memoryview(m.buffer)[m.offset:m.offset + 0x1000]
+        off = (gfn << 12) - self.layout.ram_base
+        if self.ram is None or off < 0 or off + 0x1000 > len(self.ram):
+            return None
+        return memoryview(self.ram)[off:off + 0x1000]
+
     @property
     def mem_bytes(self) -> int:
-        return self.tot_pages << 12
+        """The RAM bank's size (tot_pages also counts the magic pages, as on Xen)."""
+        return (self.tot_pages - self.magic_pages) << 12
 
     def ram_write(self, ipa: int, data: bytes) -> None:
         assert self.ram is not None and self.layout is not None

@@ -189,6 +189,19 @@ class Hypervisor:
         d.populate_ram(d.layout, nr_pages << 12)
         return 0
 
+    def domain_populate_magic(self, d: Domain, gfns: list[int]) -> int:
+        """The toolstack's magic pages (console and xenstore rings): only the layout's frames."""
+        assert d.layout is not None
+        if d.ram is None:
+            return -errno.EINVAL
+        allowed = d.layout.magic_pfns(d.mem_bytes)
+        if any(g not in allowed for g in gfns) or len(set(gfns)) != len(gfns):
+            return -errno.EINVAL
+        if len(gfns) > self.free_pages():
+            return -errno.ENOMEM
+        d.populate_magic(gfns)
+        return 0
+
     def domain_pause(self, d: Domain) -> None:
         d.pause_count += 1
         self.scheduler.deschedule(d.vcpus)
