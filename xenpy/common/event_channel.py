@@ -768,34 +768,27 @@ def is_masked(d: "Domain", port: int) -> bool:
 
 # -- HYPERVISOR_event_channel_op ----------------------------------------------------------------
 
+_BIND_OPS = {
+    EVTCHNOP_alloc_unbound: (ALLOC_UNBOUND, alloc_unbound),
+    EVTCHNOP_bind_interdomain: (BIND_INTERDOMAIN, bind_interdomain),
+    EVTCHNOP_bind_virq: (BIND_VIRQ, bind_virq),
+    EVTCHNOP_bind_ipi: (BIND_IPI, bind_ipi),
+}
+
+
 @hypercall(HYPERVISOR_event_channel_op)
 def do_event_channel_op(v: "Vcpu", args: tuple[int, ...]) -> int:
     cmd, arg = args[0], args[1]
     d, a = v.domain, v.arch
     assert a is not None
-    if cmd == EVTCHNOP_alloc_unbound:
-        dom, remote, _ = ALLOC_UNBOUND.unpack(copy_from_guest(a, arg, ALLOC_UNBOUND.size))
-        rc = alloc_unbound(d, dom, remote)
+    bind = _BIND_OPS.get(cmd)
+    if bind is not None:
+        # The struct's last field is the port, written back on success.
+        layout, op = bind
+        *ins, _ = layout.unpack(copy_from_guest(a, arg, layout.size))
+        rc = op(d, *ins)
         if rc >= 0:
-            copy_to_guest(a, arg, ALLOC_UNBOUND.pack(dom, remote, rc))
-        return min(rc, 0)
-    if cmd == EVTCHNOP_bind_interdomain:
-        rdom, rport, _ = BIND_INTERDOMAIN.unpack(copy_from_guest(a, arg, BIND_INTERDOMAIN.size))
-        rc = bind_interdomain(d, rdom, rport)
-        if rc >= 0:
-            copy_to_guest(a, arg, BIND_INTERDOMAIN.pack(rdom, rport, rc))
-        return min(rc, 0)
-    if cmd == EVTCHNOP_bind_virq:
-        virq, vcpu, _ = BIND_VIRQ.unpack(copy_from_guest(a, arg, BIND_VIRQ.size))
-        rc = bind_virq(d, virq, vcpu)
-        if rc >= 0:
-            copy_to_guest(a, arg, BIND_VIRQ.pack(virq, vcpu, rc))
-        return min(rc, 0)
-    if cmd == EVTCHNOP_bind_ipi:
-        vcpu, _ = BIND_IPI.unpack(copy_from_guest(a, arg, BIND_IPI.size))
-        rc = bind_ipi(d, vcpu)
-        if rc >= 0:
-            copy_to_guest(a, arg, BIND_IPI.pack(vcpu, rc))
+            copy_to_guest(a, arg, layout.pack(*ins, rc))
         return min(rc, 0)
     if cmd in (EVTCHNOP_close, EVTCHNOP_send, EVTCHNOP_unmask):
         (port,) = PORT_ONLY.unpack(copy_from_guest(a, arg, PORT_ONLY.size))
