@@ -54,7 +54,9 @@ class DomainMonitor:
         except (OSError, ValueError):
             return                                              # not created by xl
         reason = info["flags"] >> 16 & 0xFF
+        # The saved config spells actions as libxl's enum does (restart_rename, coredump_destroy).
         action = saved["config"].get(ACTION_KEYS.get(reason, "on_crash"), "destroy")
+        action = {"restart_rename": "rename-restart"}.get(action, action.replace("_", "-"))
         name = lx.domain_name(domid)
         self._log(f"xl: domain {domid} ({name}) shut down ({reason}): {action}")
         if action == "preserve":

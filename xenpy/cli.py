@@ -64,7 +64,9 @@ def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
         print(f"xenpy: board started (pid {pid}), run directory {run_dir()}")
         return 0
     from xenpy.board.board import Board
-    board = Board(_board_config(ns), echo=lambda line: print(line, flush=True))
+    # Started in the background, stdout already is the board log: echo only to a person.
+    echo = (lambda line: print(line, flush=True)) if sys.stdout.isatty() else None
+    board = Board(_board_config(ns), echo=echo)
     signal.signal(signal.SIGTERM, lambda *_: board.request_stop())
     signal.signal(signal.SIGINT, lambda *_: board.request_stop())
     board.start()

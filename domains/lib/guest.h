@@ -200,5 +200,138 @@ int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
 char *strncpy(char *d, const char *s, size_t n);
 
+
+/* ---- GIC and interrupt dispatch (gic.c) -------------------------------- */
+
+/* INTIDs the runtime has handler slots for: SGIs, PPIs and the first SPIs. */
+#define GIC_NR_IRQS             64
+#define GIC_NR_SGIS             16
+#define GIC_SPURIOUS            1023
+
+typedef void (*irq_handler_t)(unsigned int irq, void *arg);
+
+/* Map the vGIC's MMIO as device memory in the shared table (before mmu_enable). */
+void gic_map(void);
+/* Enable the distributor (once per domain, boot vCPU) and this vCPU's CPU
+ * interface; a secondary vCPU calls gic_cpu_init() alone. */
+void gic_init(void);
+void gic_cpu_init(void);
+/* Enable, disable or set the priority of an INTID; SGIs and PPIs are banked,
+ * so these act on the calling vCPU's copy of them. */
+void gic_enable_irq(unsigned int irq);
+void gic_disable_irq(unsigned int irq);
+void gic_set_priority(unsigned int irq, uint8_t prio);
+/* GICC_IAR (acknowledge) and GICC_EOIR (priority drop + deactivate). */
+uint32_t gic_ack(void);
+void gic_eoi(uint32_t iar);
+/* SGI `sgi` to the vCPUs in `cpu_mask` (GICD_SGIR target-list filter). */
+void gic_send_sgi(unsigned int sgi, uint32_t cpu_mask);
+void gic_send_sgi_self(unsigned int sgi);
+
+/* One handler per INTID, shared by every vCPU (a handler of a banked
+ * interrupt runs on the vCPU that took it: smp_processor_id() says which). */
+void irq_set_handler(unsigned int irq, irq_handler_t fn, void *arg);
+/* Acknowledge and dispatch everything the GIC signals, EOI each: the body of
+ * the IRQ vector.  A guest that takes interrupts defines
+ *     void irq_handler(uint32_t pc) { gic_handle_irq(); }
+ * (the runtime's weak irq_handler crashes, so a guest that expects no
+ * interrupts still notices one). */
+void gic_handle_irq(void);
+/* CNTVCT when this vCPU entered gic_handle_irq for the interrupt being
+ * handled: the "handler entry" time for latency measurements. */
+uint64_t irq_entry_count(void);
+/* Interrupts dispatched on `cpu` for `irq` since boot. */
+uint32_t irq_count(unsigned int cpu, unsigned int irq);
+
+/* Sleep until an interrupt is pending and dispatch it, with IRQs masked
+ * throughout: an interrupt that arrives after the caller's last look at its
+ * condition still ends the WFI, so no wake-up is lost.  Call with IRQs
+ * masked; wait_event() is the loop around it. */
+void irq_wait_masked(void);
+#define wait_event(cond) do {                                               \
+    uint32_t wf_ = local_irq_save();                                        \
+    while (!(cond))                                                         \
+        irq_wait_masked();                                                  \
+    local_irq_restore(wf_);                                                 \
+} while (0)
+
+/* ---- generic timer (timer.c) ------------------------------------------- */
+
+#define CNT_CTL_ENABLE          (1U << 0)
+#define CNT_CTL_IMASK           (1U << 1)
+#define CNT_CTL_ISTATUS         (1U << 2)
+
+uint32_t timer_freq(void);                  /* CNTFRQ, ticks per second */
+uint64_t timer_count(void);                 /* CNTVCT */
+uint64_t timer_get_cval(void);              /* CNTV_CVAL */
+void timer_set_cval(uint64_t cval);
+void timer_set_tval(int32_t tval);          /* CVAL = CNTVCT + tval */
+uint32_t timer_get_ctl(void);               /* CNTV_CTL */
+void timer_set_ctl(uint32_t ctl);
+/* Fire PPI 27 at absolute count `cval` (enables the timer, unmasked). */
+void timer_arm(uint64_t cval);
+void timer_disarm(void);
+/* 64-bit unsigned division without the compiler runtime (no libgcc here):
+ * returns n / d, and n % d in *rem unless rem is NULL. */
+uint64_t udiv64(uint64_t n, uint64_t d, uint64_t *rem);
+/* Counter ticks <-> time, at CNTFRQ. */
+uint64_t timer_ns_to_ticks(uint64_t ns);
+uint64_t timer_ticks_to_ns(uint64_t ticks);
+/* Route PPI 27 to `fn` and enable it at the GIC on this vCPU. */
+void timer_irq_init(irq_handler_t fn, void *arg);
+
+/* ---- event channels (evtchn.c) ----------------------------------------- */
+
+/* Ports the runtime tracks (a handler and a vCPU each); higher ports stay
+ * masked.  Xen's default limit for a domU is 1023. */
+#ifndef EVTCHN_NR_PORTS
+#define EVTCHN_NR_PORTS         1024
+#endif
+
+typedef void (*evtchn_handler_t)(evtchn_port_t port, void *arg);
+
+/* Boot vCPU: map shared_info, mask every port, route PPI 31 to the upcall
+ * handler; then as evtchn_cpu_init().  Returns 0 or a negative errno. */
+int evtchn_init(void);
+/* Each vCPU (the boot one included, via evtchn_init): register its
+ * vcpu_info and enable PPI 31 on its CPU interface. */
+int evtchn_cpu_init(void);
+struct shared_info *evtchn_shared_info(void);
+struct vcpu_info *evtchn_vcpu_info(unsigned int cpu);
+
+/* The EVTCHNOP_ calls: each returns the port (or 0) or a negative errno.
+ * A new port starts masked with no handler; evtchn_bind() sets both. */
+int evtchn_alloc_unbound(domid_t remote_dom);
+int evtchn_bind_interdomain(domid_t remote_dom, evtchn_port_t remote_port);
+int evtchn_bind_ipi(unsigned int vcpu);
+int evtchn_bind_virq(unsigned int virq, unsigned int vcpu);
+int evtchn_bind_vcpu(evtchn_port_t port, unsigned int vcpu);
+int evtchn_send(evtchn_port_t port);
+int evtchn_close(evtchn_port_t port);
+int evtchn_status(domid_t dom, evtchn_port_t port, struct evtchn_status *st);
+/* Unmask through EVTCHNOP_unmask, so an event that arrived while masked is
+ * delivered; mask and clear are the guest's own bit operations. */
+int evtchn_unmask(evtchn_port_t port);
+void evtchn_mask(evtchn_port_t port);
+void evtchn_clear(evtchn_port_t port);
+bool evtchn_is_pending(evtchn_port_t port);
+/* Handler for `port` (called in interrupt context, pending bit already
+ * cleared), then unmask it.  Returns evtchn_unmask()'s result. */
+int evtchn_bind(evtchn_port_t port, evtchn_handler_t fn, void *arg);
+/* Upcalls handled on `cpu`, and events with no handler (masked and dropped). */
+uint32_t evtchn_upcalls(unsigned int cpu);
+uint32_t evtchn_spurious(void);
+
+/* ---- boot arguments (fdt.c) -------------------------------------------- */
+
+/* /chosen/bootargs of the device tree at boot_dtb_addr ("" if none).  The
+ * first call copies it, so make it before the MMU hides the tree. */
+const char *bootargs(void);
+/* The integer value of `key=` in bootargs (decimal, or 0x hex, optional
+ * sign), or `def` when absent; a malformed value is a test failure. */
+long bootarg_int(const char *key, long def);
+/* Copy the value of `key=` (up to the next space) into buf; false if absent. */
+bool bootarg_str(const char *key, char *buf, size_t size);
+
 #endif /* __ASSEMBLER__ */
 #endif /* GUEST_H */

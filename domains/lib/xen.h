@@ -509,4 +509,16 @@ int HYPERVISOR_vm_assist(unsigned int cmd, unsigned int type);
 int psci_call(uint32_t fn, uint32_t a1, uint32_t a2, uint32_t a3);
 
 #endif /* __ASSEMBLER__ */
+
+/* Interrupts of the guest layout beyond the two above (arch-arm.h). */
+#define GUEST_TIMER_PHYS_S_PPI  29
+#define GUEST_TIMER_PHYS_NS_PPI 30
+
+/* 2-level event channels: port p is bit p % 64 of the 64-bit word p / 64 of
+ * evtchn_pending / evtchn_mask, and word w is bit w of evtchn_pending_sel. */
+#define BITS_PER_EVTCHN_WORD    64
+
+/* More VIRQs (xen.h). */
+#define VIRQ_DOM_EXC    3
+
 #endif /* XEN_H */

@@ -94,3 +94,16 @@ def reg(d, n: int) -> int:
     return d.vcpus[0].arch.reg(n)
 
 
+
+
+def zimage(program: list[int], data: bytes = b"") -> bytes:
+    """An arm32 zImage linked at RAM + 0x8000: a branch over the header, the program, then `data`
+    (at zimage_data_addr(program))."""
+    head = struct.pack("<I", 0xEA00000A) + b"\0" * 0x20          # b 0x30: over the header
+    body = struct.pack(f"<{len(program)}I", *program) + data
+    end = CODE + 0x30 + len(body)
+    return head + struct.pack("<III", 0x016F2818, CODE, end) + body
+
+
+def zimage_data_addr(program: list[int]) -> int:
+    return CODE + 0x30 + 4 * len(program)
