@@ -214,7 +214,12 @@ def cmd_unpause(ns: argparse.Namespace) -> int:
     return 0
 
 
+PV_GRACE_S = 10.0      # with -F: how long a PV guest gets before the hard fallback
+
+
 def _pv_shutdown(ns: argparse.Namespace, what: str, verb: str, reason: int) -> int:
+    """Ask through ~/control/shutdown (a guest that watches it shuts itself down); with -F fall
+    back to the hard action when the guest has no PV control or ignores the request."""
     lx = libxl()
     domid = find_domain(lx, ns.domain)
     err(f"{verb} domain {domid}")
@@ -223,17 +228,26 @@ def _pv_shutdown(ns: argparse.Namespace, what: str, verb: str, reason: int) -> i
         has_pv = True
     except Exception:  # noqa: BLE001 - the guest never announced PV control
         has_pv = False
-    if has_pv:
-        lx.xs.write(f"/local/domain/{domid}/control/shutdown", what)
-    elif ns.fallback:
-        lx.xc.domain_shutdown(domid, reason)
-    else:
+    if not has_pv and not ns.fallback:
         raise XlError("PV control interface not available: external graceful shutdown not possible.\n"
                       'Use "-F" to fallback to ACPI power event.')
-    if ns.wait:
-        while (info := lx.xc.domain_getinfo(domid)) is not None and not info["flags"] & (1 << 2):
+
+    def is_down() -> bool:
+        info = lx.xc.domain_getinfo(domid)
+        return info is None or bool(info["flags"] & (1 << 2))
+
+    if has_pv:
+        lx.xs.write(f"/local/domain/{domid}/control/shutdown", what)
+    if ns.fallback:
+        deadline = time.monotonic() + (PV_GRACE_S if has_pv else 0)
+        while not is_down() and time.monotonic() < deadline:
             time.sleep(0.05)
-        err(f"Domain {domid} has been shut down, reason code {0 if info is None else info['flags'] >> 16 & 255}")
+        if not is_down():
+            lx.xc.domain_shutdown(domid, reason)
+    if ns.wait:
+        while not is_down():
+            time.sleep(0.05)
+        err(f"Domain {domid} has been shut down, reason code {reason}")
     return 0
 
 

@@ -57,3 +57,15 @@ def test_on_poweroff_rename_restart_keeps_the_old_one_renamed(board, tmp_path):
     assert table[f"twin-{first}"][3] == "---s--" and table["twin"][0] != first
     for name in ("twin", f"twin-{first}"):
         xl("destroy", name, env=board)
+
+
+def test_shutdown_without_pv_control_needs_F_and_F_forces_it(board, tmp_path):
+    c = cfg(tmp_path, "deaf", guest(tmp_path, 0, spin=2_000_000_000), on_poweroff="preserve")
+    assert xl("create", c, env=board).returncode == 0
+    r = xl("shutdown", "deaf", env=board)
+    assert r.returncode == 1
+    assert "PV control interface not available" in r.stderr and "Shutting down domain" in r.stderr
+    r = xl("shutdown", "-F", "-w", "deaf", env=board)
+    assert r.returncode == 0
+    assert rows(xl("list", env=board).stdout)["deaf"][3] == "---s--"
+    xl("destroy", "deaf", env=board)
