@@ -106,8 +106,11 @@ class Libxl:
         handle = uuidlib.UUID(cfg.uuid) if cfg.uuid else uuidlib.uuid4()
         mem_bytes = cfg.memory << 20
         try:
-            domid = self.xc.domain_create(max_vcpus=cfg.maxvcpus, handle=handle.bytes,
-                                          layout=cfg.guest_layout)
+            domid = self.xc.domain_create(
+                max_vcpus=cfg.maxvcpus, handle=handle.bytes, layout=cfg.guest_layout,
+                max_evtchn_port=cfg.max_event_channels,
+                max_grant_frames=-1 if cfg.max_grant_frames is None else cfg.max_grant_frames,
+                max_maptrack_frames=-1 if cfg.max_maptrack_frames is None else cfg.max_maptrack_frames)
         except XcError as e:
             raise CreateError(f"cannot create domain {cfg.name}: {e}") from None
         try:

@@ -69,8 +69,9 @@ class LocalTransport:
         return json.loads(json.dumps(reply)), (os.dup(fd) if fd is not None else None)
 
     def close(self) -> None:
-        if "evtchn" in self.session:
-            self.session.pop("evtchn").close()
+        for device in ("evtchn", "gntdev"):        # what closing the device files would do
+            if device in self.session:
+                self.session.pop(device).close()
 
 
 class Xc:
@@ -103,10 +104,14 @@ class Xc:
     # -- domains ----------------------------------------------------------------------------------
 
     def domain_create(self, *, max_vcpus: int, handle: bytes, layout: str | None,
-                      domid: int = 0) -> int:
+                      domid: int = 0, max_evtchn_port: int = 1023, max_grant_frames: int = -1,
+                      max_maptrack_frames: int = -1) -> int:
+        """-1 for the grant limits means the hypervisor's defaults, as in Xen's createdomain."""
         out = self.domctl(D.XEN_DOMCTL_createdomain, domid, {
             "ssidref": 0, "handle": handle.hex(), "flags": D.XEN_DOMCTL_CDF_hvm | D.XEN_DOMCTL_CDF_hap,
-            "max_vcpus": max_vcpus, "arch": {"gic_version": 1, "xenpy_layout": layout}})
+            "max_vcpus": max_vcpus, "max_evtchn_port": max_evtchn_port,
+            "max_grant_frames": max_grant_frames, "max_maptrack_frames": max_maptrack_frames,
+            "arch": {"gic_version": 1, "xenpy_layout": layout}})
         return int(out["domain"])
 
     def domain_setmaxmem(self, domid: int, max_memkb: int) -> None:

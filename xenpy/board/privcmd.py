@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from xenpy.arch.arm import hvm
+from xenpy.board import gntdev
 from xenpy.board.evtchn_dev import EvtchnDevice
 from xenpy.common import event_channel
 from xenpy.common.domctl import do_domctl
@@ -49,6 +50,8 @@ class Privcmd:
         op = req.get("op")
         session = {} if session is None else session
         try:
+            if op == "gntdev":
+                return gntdev.handle(self.hv, req, session)
             if op == "evtchn":
                 return self._evtchn(req, session), None
             if op == "event_channel_op":
@@ -211,8 +214,9 @@ class Privcmd:
             except (OSError, ValueError):
                 return   # a broken client loses its connection; the board carries on
             finally:
-                if "evtchn" in session:
-                    session["evtchn"].close()
+                for device in ("evtchn", "gntdev"):
+                    if device in session:
+                        session[device].close()
 
     def close(self) -> None:
         self._stop.set()

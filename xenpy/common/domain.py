@@ -46,6 +46,7 @@ class Vcpu:
         self.soft_affinity: frozenset[int] | None = None
         self.cpu_time_ns = 0
         self.held = 0                 # > 0 while a p2m update keeps it off its pCPU
+        self.p2m_pending: list = []   # stage-2 changes its Unicorn instance has not applied yet
         self.last_ran = 0.0
         self.arch: ArmVcpu | None = None
         self.vcpu_info_gfn: int | None = None     # VCPUOP_register_vcpu_info

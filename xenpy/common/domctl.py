@@ -61,7 +61,11 @@ def createdomain(hv: "Hypervisor", domid: int, u: dict[str, Any]) -> Reply:
     if handle is not None and len(handle) != 16:
         return -errno.EINVAL, {}
     max_port = int(u.get("max_evtchn_port", 1023))
-    ret = hv.domain_create(domid, max_vcpus, handle, layout, max_port)
+    frames = int(u.get("max_grant_frames", -1))
+    maptrack = int(u.get("max_maptrack_frames", -1))
+    ret = hv.domain_create(domid, max_vcpus, handle, layout, max_port,
+                           max_grant_frames=64 if frames < 0 else frames,
+                           max_maptrack_frames=1024 if maptrack < 0 else maptrack)
     if ret < 0:
         return ret, {}
     return 0, {"domain": ret}

@@ -105,6 +105,7 @@ GNTPIN_hstw_mask, GNTPIN_hstr_mask = 0xFF, 0xFF << 8
 GNTPIN_devw_mask, GNTPIN_devr_mask = 0xFF << 16, 0xFF << 24
 WRITE_PINS = GNTPIN_hstw_mask | GNTPIN_devw_mask
 
+EILSEQ = 84                 # Xen's errno value (not in xenpy.public.errno yet)
 RAM, FRAMES = 0, 1          # what backs a frame: the domain's RAM, or its grant-table frames
 HOST_FRAME_BASE = 1 << 20   # dom0's "guest-physical" frames for its mappings (see gntdev.py)
 
@@ -343,6 +344,8 @@ class GrantTable:
     # -- backing of frames (caller holds lock) --------------------------------------------------
 
     def backing_fd(self, kind: int) -> int | None:
+        if self.dead:
+            return None
         if kind == FRAMES:
             return self.frames_fd
         if self.ram_fd < 0:
@@ -376,7 +379,8 @@ def gnttab_init(d: "Domain", max_grant_frames: int = DEFAULT_MAX_GRANT_FRAMES,
         return -errno.EINVAL
     if d.layout is not None:
         max_grant_frames = min(max_grant_frames, d.layout.gnttab_size >> PAGE_SHIFT)
-    d.grant_table = GrantTable(d, max_grant_frames, max_maptrack_frames)  # type: ignore[attr-defined]
+    gt = GrantTable(d, max_grant_frames, max_maptrack_frames)
+    d.grant_table = gt                   # type: ignore[attr-defined]
     return 0
 
 
@@ -405,10 +409,11 @@ def gnttab_release(d: "Domain") -> None:
         if d.p2m is not None:
             for gfn in gfns:
                 d.p2m.unmap(gfn)
-    with gt.lock:
+    with gt.lock:                # no new pins from here on: the descriptors can go
         if gt.ram_fd >= 0:
             os.close(gt.ram_fd)
             gt.ram_fd = -1
+        gt.finalizer()           # closes frames_fd; the shared frames stay mapped
 
 
 # -- the flag protocol --------------------------------------------------------------------------
@@ -474,13 +479,11 @@ def _paged_frame(rd: "Domain", gfn: int) -> tuple[int, Frame | None]:
     gt = _table(rd)
     if gt is None or rd.layout is None or rd.ram is None:
         return GNTST_bad_page, None
-    if gfn in gt.grant_p2m:
-        return GNTST_bad_page, None                  # foreign page: not the granter's to grant
     idx = gt.frame_at.get(gfn)
     if idx is not None:
         return GNTST_okay, Frame(gt, FRAMES, idx)
     if rd.p2m is not None and rd.p2m.lookup(gfn) is not None:
-        return GNTST_bad_page, None                  # something else mapped over it
+        return GNTST_bad_page, None                  # a page mapped from another domain, etc.
     first = rd.layout.ram_base >> PAGE_SHIFT
     if first <= gfn < first + rd.tot_pages:
         return GNTST_okay, Frame(gt, RAM, gfn - first)
@@ -853,8 +856,6 @@ def cache_flush(cd: "Domain", dev_bus_addr: int, offset: int, length: int, op: i
                 return 0
     return -errno.EINVAL
 
-
-EILSEQ = 84      # Xen's errno value, not in xenpy.public.errno yet
 
 
 # -- XENMAPSPACE_grant_table --------------------------------------------------------------------

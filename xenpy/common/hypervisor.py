@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 # Importing the handler modules registers them in the hypercall table.
-from xenpy.common import console, event_channel, kernel, memory, schedule  # noqa: F401
+from xenpy.common import console, event_channel, grant_table, kernel, memory, schedule  # noqa: F401
 from xenpy.arch.arm import hvm
 from xenpy.arch.arm import vpsci
 from xenpy.arch.arm.domain import sample_timers
@@ -77,6 +77,7 @@ class Hypervisor:
             if c.dom0_vcpus_pin:
                 v.hard_affinity = frozenset({v.vcpu_id % c.nr_pcpus})
         event_channel.evtchn_init(dom0, max_port=event_channel.MAX_PORT_UNLIMITED)
+        grant_table.gnttab_init(dom0)
         self.domains[0] = dom0
         self.log(f"Xen version {self.version[0]}.{self.version[1]}{self.extraversion} (xenpy) "
                  f"{c.nr_pcpus} pCPUs, {c.total_mem_mb} MB")
@@ -154,7 +155,8 @@ class Hypervisor:
         return self.total_pages - sum(d.tot_pages for d in self.domains.values())
 
     def domain_create(self, domid: int, max_vcpus: int, handle: bytes | None,
-                      layout: str | None, max_evtchn_port: int = 1023) -> int:
+                      layout: str | None, max_evtchn_port: int = 1023,
+                      max_grant_frames: int = 64, max_maptrack_frames: int = 1024) -> int:
         """XEN_DOMCTL_createdomain: a new, paused domain with no memory yet. Returns its id."""
         if layout is not None and layout not in LAYOUTS:
             return -errno.EINVAL
@@ -171,6 +173,10 @@ class Hypervisor:
         d = Domain(self, domid, max_vcpus=max_vcpus, handle=handle)
         d.layout = LAYOUTS[layout] if layout else self.default_layout
         event_channel.evtchn_init(d, max_port=max_evtchn_port)
+        rc = grant_table.gnttab_init(d, max_grant_frames=max_grant_frames,
+                                     max_maptrack_frames=max_maptrack_frames)
+        if rc < 0:
+            return rc
         self.domains[domid] = d
         self._next_domid = domid + 1 if domid + 1 < DOMID_FIRST_RESERVED else 1
         return domid
@@ -220,6 +226,7 @@ class Hypervisor:
         if not self.scheduler.deschedule(d.vcpus):
             return -errno.EAGAIN      # Xen's continuation: the caller retries
         event_channel.evtchn_destroy(d)
+        grant_table.gnttab_release(d)
         self.domains.pop(d.domid, None)
         d.release()
         self.log(f"Domain {d.domid} destroyed")

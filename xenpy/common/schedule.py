@@ -72,13 +72,13 @@ class Scheduler:
             v.blocked = False
             self.cond.notify_all()
 
-    def hold(self, vcpus: Iterable["Vcpu"], timeout: float = 5.0) -> None:
-        """Take vCPUs off their pCPUs and keep them off until release() (a p2m update)."""
-        vcpus = list(vcpus)
+    def try_hold(self, v: "Vcpu") -> bool:
+        """Keep a vCPU that is not on a pCPU off them until release(); False if it is running."""
         with self.cond:
-            for v in vcpus:
-                v.held += 1
-        self.deschedule(vcpus, timeout)
+            if v.running_on is not None:
+                return False
+            v.held += 1
+            return True
 
     def release(self, vcpus: Iterable["Vcpu"]) -> None:
         with self.cond:
@@ -143,6 +143,8 @@ class Scheduler:
                 runstate_change(v, RUNSTATE_running)
                 self.current[cpu] = v
                 self.slice_start[cpu] = time.monotonic()
+            if v.domain.p2m is not None and v.p2m_pending:
+                v.domain.p2m.apply_pending(v)    # stage-2 changes made while it was running
             if v.domain.vgic is not None:
                 sample_timers(v)                 # a deadline may have passed while it waited
             t0 = time.perf_counter_ns()

@@ -7,15 +7,19 @@ that gets such a mapping is punched out of the RAM region (Unicorn splits it) an
 the mapping goes. A guest write to a read-only frame is a stage-2 permission fault: the vCPU takes
 a data abort.
 
-Unicorn instances must not be changed while they run guest code on another thread, so an update
-first takes the domain's other vCPUs off their pCPUs; the calling vCPU (a hypercall runs inside its
-own hook, on its own thread) is changed in place, which Unicorn allows from a hook.
+Unicorn instances must not be changed from another thread while they run guest code. So an update
+is queued for every vCPU of the domain and each Unicorn instance is changed only by the thread that
+owns it: a vCPU that is not on a pCPU is changed by the updater (which keeps it off meanwhile); a
+running one is stopped and applies the queue itself before it next enters guest code (or from inside
+its own hook, where Unicorn allows it, if it is itself waiting in an update). The update returns
+only when every vCPU applied it, so after an unmap no vCPU can still reach the page.
 """
 from __future__ import annotations
 
 import ctypes
 import mmap
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,20 +60,24 @@ class P2M:
     def map(self, gfn: int, buffer: mmap.mmap, offset: int, writable: bool) -> None:
         """Back guest frame `gfn` with the page at `offset` of `buffer`."""
         with self.lock:
-            self._apply(lambda uc: self._map_one(uc, gfn, buffer, offset, writable))
+            remap = gfn in self.extra
             self.extra[gfn] = Mapping(buffer, offset, writable)
+            self._queue(lambda uc: self._map_one(uc, gfn, buffer, offset, writable, remap))
+        self._sync()
 
     def unmap(self, gfn: int) -> None:
         """Drop a mapping: a RAM frame gets its RAM page back, anything else becomes a hole."""
         with self.lock:
             if gfn not in self.extra:
                 return
-            self._apply(lambda uc: self._unmap_one(uc, gfn))
             del self.extra[gfn]
+            self._queue(lambda uc: self._unmap_one(uc, gfn))
+        self._sync()
 
-    def _map_one(self, uc, gfn: int, buffer: mmap.mmap, offset: int, writable: bool) -> None:
+    def _map_one(self, uc, gfn: int, buffer: mmap.mmap, offset: int, writable: bool,
+                 remap: bool) -> None:
         addr = gfn << 12
-        if gfn in self.extra or self._in_ram(gfn):
+        if remap or self._in_ram(gfn):
             uc.mem_unmap(addr, PAGE)
         uc.mem_map_ptr(addr, PAGE, UC_PROT_ALL if writable else UC_PROT_READ,
                        _host_ptr(buffer, offset))
@@ -82,14 +90,37 @@ class P2M:
             assert d.ram is not None and d.layout is not None
             uc.mem_map_ptr(addr, PAGE, UC_PROT_ALL, _host_ptr(d.ram, addr - d.layout.ram_base))
 
-    def _apply(self, change) -> None:
-        d = self.d
+    # -- bringing every vCPU's Unicorn instance up to date ---------------------------------------
+
+    def _queue(self, change) -> None:
+        for v in self.d.vcpus:
+            if v.arch is not None:
+                v.p2m_pending.append(change)
+
+    def apply_pending(self, v) -> None:
+        """Apply queued changes to v's instance. Only on v's own thread, or with v held off."""
+        with self.lock:
+            changes, v.p2m_pending = v.p2m_pending, []
+        for change in changes:
+            if v.arch is not None:
+                change(v.arch.uc)
+
+    def _sync(self, timeout: float = 10.0) -> None:
         me = getattr(current_vcpu, "v", None)
-        others = [v for v in d.vcpus if v is not me]
-        d.hv.scheduler.hold(others)       # off their pCPUs, and kept off until release
-        try:
-            for v in d.vcpus:
-                if v.arch is not None:
-                    change(v.arch.uc)
-        finally:
-            d.hv.scheduler.release(others)
+        sched = self.d.hv.scheduler
+        deadline = time.monotonic() + timeout
+        while True:
+            if me is not None and me.domain is self.d:
+                self.apply_pending(me)
+            late = [v for v in self.d.vcpus if v is not me and v.p2m_pending]
+            if not late or time.monotonic() > deadline:
+                return
+            for v in late:
+                if sched.try_hold(v):           # off its pCPU: change it from here
+                    try:
+                        self.apply_pending(v)
+                    finally:
+                        sched.release([v])
+                elif v.arch is not None:
+                    v.arch.stop()               # it applies the queue before running again
+            time.sleep(0.0002)
