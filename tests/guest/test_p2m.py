@@ -3,9 +3,11 @@ enforced by a data abort, and the RAM page back after unmap."""
 from __future__ import annotations
 
 import mmap
+import threading
 import time
 
-from tests.guest.a32 import DATA, boot, load32, reg, shutdown, wait_shutdown
+from tests.guest.a32 import CODE, DATA, boot, load32, reg, shutdown, wait_shutdown
+from xenpy.arch.arm.vcpu import CpuContext
 
 FRAME = 0x80100000
 
@@ -31,3 +33,32 @@ def test_mapped_frame_is_shared_memory_and_read_only_writes_abort(hv):
     assert d.vcpus[0].arch.cp15("DFSR") & (1 << 11)                      # WnR: it was a write
     d.p2m.unmap(FRAME >> 12)
     assert d.vcpus[0].arch.read_phys(FRAME, 4) == b"\0\0\0\0"            # the RAM page is back
+
+
+def test_concurrent_updates_from_two_threads_while_vcpus_run(hv):
+    d = boot(hv, [0xEAFFFFFE], vcpus=2)              # vCPU 0 spins
+    d.vcpus[1].arch.set_context(CpuContext(pc=CODE + 3 * 4))
+    d.vcpus[1].online = True                          # vCPU 1 spins too
+    hv.scheduler.kick()
+    pages = [mmap.mmap(-1, 0x1000) for _ in range(2)]
+    for n, p in enumerate(pages):
+        p[0:1] = bytes([0x41 + n])
+    t0 = time.monotonic()
+
+    def churn(n: int) -> None:
+        for _ in range(20):
+            d.p2m.map((FRAME >> 12) + n, pages[n], 0, writable=True)
+            d.p2m.unmap((FRAME >> 12) + n)
+        d.p2m.map((FRAME >> 12) + n, pages[n], 0, writable=True)
+
+    threads = [threading.Thread(target=churn, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - t0 < 5
+    hv.domain_pause(d)
+    for v in d.vcpus:
+        assert not v.p2m_pending
+        assert bytes(v.arch.uc.mem_read(FRAME, 1)) == b"A"
+        assert bytes(v.arch.uc.mem_read(FRAME + 0x1000, 1)) == b"B"
