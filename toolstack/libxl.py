@@ -18,6 +18,7 @@ from toolstack.domcfg import DomainConfig
 from toolstack.libxl_arm import make_guest_dtb
 from toolstack.xc import Xc, XcError
 from xenpy.loader.kernel import LoaderError, load_kernel, place_domu
+from xenpy.public.grant_table import GNTTAB_RESERVED_XENSTORE
 from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT, callback_irq_ppi
 from xenpy.public.hvm.params import (HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_STORE_EVTCHN,
                                      HVM_PARAM_STORE_PFN)
@@ -165,6 +166,7 @@ class Libxl:
         store_port = self.xc.evtchn_alloc_unbound(domid, 0)
         self.xc.hvm_param_set(domid, HVM_PARAM_STORE_PFN, store_pfn)
         self.xc.hvm_param_set(domid, HVM_PARAM_STORE_EVTCHN, store_port)
+        self.xc.gnttab_seed(domid, GNTTAB_RESERVED_XENSTORE, store_pfn, backend=0)
         self._write_xenstore(domid, cfg, handle, mem_bytes)
         self.xs.write(f"/local/domain/{domid}/store/port", str(store_port))
         self.xs.write(f"/local/domain/{domid}/store/ring-ref", str(store_pfn))

@@ -132,6 +132,11 @@ class Xc:
         return int(self._call("alloc_unbound", {"op": "event_channel_op", "cmd": EVTCHNOP_alloc_unbound,
                                                 "dom": dom, "remote_dom": remote_dom})[1]["port"])
 
+    def gnttab_seed(self, domid: int, ref: int, gfn: int, backend: int = 0) -> None:
+        """Fill a reserved grant entry of a new domain (console or xenstore ring page)."""
+        self._call("gnttab_seed", {"op": "gnttab_seed", "domid": domid, "ref": ref, "gfn": gfn,
+                                   "backend": backend})
+
     def map_foreign_ram(self, domid: int) -> tuple[mmap.mmap, int]:
         """All of a domU's RAM, writable (privcmd mmap of foreign frames). Returns (map, base)."""
         _, out, fd = self._call("mmap_foreign", {"op": "mmap_foreign", "domid": domid})

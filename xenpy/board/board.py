@@ -6,12 +6,16 @@ the board log and a pid file. One board process serves one run directory.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import threading
 from pathlib import Path
 from typing import Callable
 
 from xenpy.board.evtchn_dev import EvtchnDevice
+from xenpy.board.gntdev import GntdevDevice
+from xenpy.public.grant_table import GNTTAB_RESERVED_XENSTORE
+from xenpy.public.xen import PAGE_SIZE
 from xenpy.board.privcmd import Privcmd
 from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
 from xenpy.rundir import board_log_path, privcmd_path, run_dir, xenstored_path
@@ -47,6 +51,8 @@ class Board:
     def _start_xenstored(self) -> None:
         from xenpy.xenstore import XenStored
         self.store_evtchn = EvtchnDevice(self.hv)          # xenstored's /dev/xen/evtchn
+        self.store_gntdev = GntdevDevice(self.hv)          # and its /dev/xen/gntdev
+        self._store_maps: dict[int, object] = {}
         self._store_rings: dict[int, tuple[int, object]] = {}   # local port -> (domid, ring)
         self.xenstored = XenStored(self.rundir / "xenstored" / "state.json",
                                    on_introduce=self._introduce, log=self.hv.log)
@@ -54,17 +60,16 @@ class Board:
         threading.Thread(target=self._store_pump, daemon=True, name="xenstored-evtchn").start()
 
     def _introduce(self, domid: int, gfn: int, port: int) -> object:
-        """XS_INTRODUCE: xenstored maps the guest's ring page and binds its store port.
-
-        xenstored lives in the board process, so it reaches the frame directly, where the real one
-        maps it through the reserved grant entry or a foreign mapping.
-        """
-        d = self.hv.domains.get(domid)
-        if d is None or d.privileged:
+        """XS_INTRODUCE: xenstored maps the guest's ring through its reserved grant entry
+        (GNTTAB_RESERVED_XENSTORE, as Xen's xenstored does) and binds its store port."""
+        if domid == 0 or domid not in self.hv.domains:
             raise OSError(errno.ESRCH, "no such domain")
-        page = d.frame(gfn)
-        if page is None:
-            raise OSError(errno.EINVAL, "ring frame outside the domain")
+        try:
+            m = self.store_gntdev.map_grant_ref(domid, GNTTAB_RESERVED_XENSTORE)
+        except OSError as e:
+            raise OSError(errno.EINVAL, f"cannot map the store ring of domain {domid}: {e}") from None
+        page = memoryview(mmap.mmap(m.fd, PAGE_SIZE, offset=m.offset))
+        self._store_maps[domid] = m
         local = self.store_evtchn.bind_interdomain(domid, port)
         ring = self.xenstored.connect_ring(domid, page, lambda: self.store_evtchn.notify(local))
         self._store_rings[local] = (domid, ring)
@@ -111,6 +116,12 @@ class Board:
         d = self.hv.domains.get(domid)
         if d is None:
             self.xenstored.release_domain(domid)
+            m = self._store_maps.pop(domid, None)
+            if m is not None:
+                try:
+                    self.store_gntdev.unmap(m.index)
+                except OSError:
+                    pass
             for port, (owner, _ring) in list(self._store_rings.items()):
                 if owner == domid:
                     del self._store_rings[port]

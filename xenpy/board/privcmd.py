@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any, Callable
 from xenpy.arch.arm import hvm
 from xenpy.board import gntdev
 from xenpy.board.evtchn_dev import EvtchnDevice
-from xenpy.common import event_channel
+from xenpy.common import event_channel, grant_table
 from xenpy.common.domctl import do_domctl
 from xenpy.common.sysctl import do_sysctl
 from xenpy.public import errno
 from xenpy.public.event_channel import EVTCHNOP_alloc_unbound
+from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.memory import XENMEM_populate_physmap
 from xenpy.public.privcmd import recv_msg, send_msg
 from xenpy.public.sched import SCHEDOP_remote_shutdown, SCHEDOP_shutdown
@@ -54,6 +55,8 @@ class Privcmd:
                 return gntdev.handle(self.hv, req, session)
             if op == "evtchn":
                 return self._evtchn(req, session), None
+            if op == "gnttab_seed":
+                return self._gnttab_seed(req), None
             if op == "event_channel_op":
                 return self._event_channel_op(req), None
             if op == "hvm_op":
@@ -126,6 +129,19 @@ class Privcmd:
             return {"ret": -errno.ENOSYS, "out": {}}
         port = event_channel.alloc_unbound(self.hv.domains[0], int(req["dom"]), int(req["remote_dom"]))
         return {"ret": min(port, 0), "out": {"port": port}}
+
+    def _gnttab_seed(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The domain builder's grant-table seeding (xc_dom_gnttab_seed): the reserved console
+        and xenstore entries of a new domain grant its ring pages to the backend domain. Xen's
+        toolstack does it through a foreign mapping of grant frame 0; this is that write."""
+        d = self.hv.domains.get(int(req["domid"]))
+        ref = int(req["ref"])
+        if d is None or d.privileged or d.ram is None:
+            return {"ret": -errno.ESRCH, "out": {}}
+        if ref not in (GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE):
+            return {"ret": -errno.EINVAL, "out": {}}
+        grant_table.seed_entry(d, ref, int(req["backend"]), int(req["gfn"]))
+        return {"ret": 0, "out": {}}
 
     def _memory_op(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """XENMEM_populate_physmap: the RAM bank (one extent list from the RAM base), or the

@@ -112,8 +112,8 @@ class Domain:
         self.ram_fd = -1
         self.console = ConsoleLog()
         self.console_input = bytearray()   # typed at `xl console`, read with CONSOLEIO_read
-        self.magic_buffers: list[mmap.mmap] = []
-        self.magic_pages = 0
+        self.magic_gfns: dict[int, int] = {}   # populated magic frame -> its page after RAM
+        self._mem_bytes = 0
         self.unknown_hypercalls: set[int] = set()
         self.created = time.monotonic()
         self.lock = threading.RLock()
@@ -121,13 +121,19 @@ class Domain:
     # -- memory ---------------------------------------------------------------------------------
 
     def populate_ram(self, layout: GuestLayout, mem_bytes: int) -> None:
-        """Give the domain its RAM: one shared host buffer, mapped into every vCPU."""
+        """Give the domain its RAM: one shared host buffer, mapped into every vCPU.
+
+        The buffer also holds the layout's magic pages after the RAM bank, so they are the
+        domain's own memory like any other page (grantable, mappable by dom0), as on Xen.
+        """
         if self.ram is not None:
             raise ValueError("RAM already populated")
         self.layout = layout
+        self._mem_bytes = mem_bytes
+        size = mem_bytes + layout.nr_magic_pages * 0x1000
         self.ram_fd = os.memfd_create(f"xenpy-d{self.domid}-ram", 0)
-        os.ftruncate(self.ram_fd, mem_bytes)
-        self.ram = mmap.mmap(self.ram_fd, mem_bytes)
+        os.ftruncate(self.ram_fd, size)
+        self.ram = mmap.mmap(self.ram_fd, size)
         self.tot_pages = mem_bytes >> 12
         for v in self.vcpus:
             v.arch = ArmVcpu(v.vcpu_id, self.ram, layout.ram_base, mem_bytes,
@@ -140,16 +146,13 @@ class Domain:
         arch_domain_init(self)
 
     def populate_magic(self, gfns: list[int]) -> None:
-        """Back the magic frames with zeroed pages of their own (a memfd, like RAM)."""
-        assert self.p2m is not None
-        fd = os.memfd_create(f"xenpy-d{self.domid}-magic", 0)
-        os.ftruncate(fd, len(gfns) << 12)
-        buf = mmap.mmap(fd, len(gfns) << 12)
-        os.close(fd)
-        self.magic_buffers.append(buf)
-        for i, gfn in enumerate(gfns):
-            self.p2m.map(gfn, buf, i << 12, writable=True)
-        self.magic_pages += len(gfns)
+        """Back the layout's magic frames with their pages after the RAM bank."""
+        assert self.p2m is not None and self.layout is not None and self.ram is not None
+        order = self.layout.magic_pfns(self._mem_bytes)
+        for gfn in gfns:
+            k = order.index(gfn)
+            self.p2m.map(gfn, self.ram, self._mem_bytes + k * 0x1000, writable=True)
+            self.magic_gfns[gfn] = k
         self.tot_pages += len(gfns)
 
     def frame(self, gfn: int) -> memoryview | None:
@@ -159,19 +162,19 @@ class Domain:
         if m is not None:
             return memoryview(m.buffer)[m.offset:m.offset + 0x1000]
         off = (gfn << 12) - self.layout.ram_base
-        if self.ram is None or off < 0 or off + 0x1000 > len(self.ram):
+        if self.ram is None or off < 0 or off + 0x1000 > self._mem_bytes:
             return None
         return memoryview(self.ram)[off:off + 0x1000]
 
     @property
     def mem_bytes(self) -> int:
         """The RAM bank's size (tot_pages also counts the magic pages, as on Xen)."""
-        return (self.tot_pages - self.magic_pages) << 12
+        return self._mem_bytes
 
     def ram_write(self, ipa: int, data: bytes) -> None:
         assert self.ram is not None and self.layout is not None
         off = ipa - self.layout.ram_base
-        if off < 0 or off + len(data) > len(self.ram):
+        if off < 0 or off + len(data) > self._mem_bytes:
             raise ValueError(f"{ipa:#x}+{len(data):#x} is outside the domain's RAM")
         self.ram[off:off + len(data)] = data
 

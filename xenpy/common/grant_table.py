@@ -482,10 +482,13 @@ def _paged_frame(rd: "Domain", gfn: int) -> tuple[int, Frame | None]:
     idx = gt.frame_at.get(gfn)
     if idx is not None:
         return GNTST_okay, Frame(gt, FRAMES, idx)
+    ram_pages = rd.mem_bytes >> PAGE_SHIFT
+    if gfn in rd.magic_gfns:                         # its magic pages follow RAM in the memfd
+        return GNTST_okay, Frame(gt, RAM, ram_pages + rd.magic_gfns[gfn])
     if rd.p2m is not None and rd.p2m.lookup(gfn) is not None:
         return GNTST_bad_page, None                  # a page mapped from another domain, etc.
     first = rd.layout.ram_base >> PAGE_SHIFT
-    if first <= gfn < first + rd.tot_pages:
+    if first <= gfn < first + ram_pages:
         return GNTST_okay, Frame(gt, RAM, gfn - first)
     return GNTST_bad_page, None
 
