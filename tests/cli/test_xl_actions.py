@@ -8,8 +8,8 @@ from tests.cli.test_xl import board, rows, wait_for, xl  # noqa: F401 - the boar
 from tests.guest.a32 import HVC, load32, mov, zimage, zimage_data_addr
 
 
-def guest(tmp_path, reason: int, spin: int = 0) -> str:
-    """A zImage that prints `up`, spins `spin` iterations, then shuts down with `reason`."""
+def guest(tmp_path, reason: int, spin: int = 1) -> str:
+    """A zImage that prints `up`, spins `spin` (>= 1) iterations, then shuts down with `reason`."""
     prog_len = 0
     for _ in range(2):     # the data address depends on the program's length
         data_at = 0x80008000 + 0x30 + 4 * prog_len
