@@ -679,7 +679,7 @@ def map_shared_info(d: "Domain", gfn: int) -> int:
     if d.ram is None or d.layout is None:
         return -errno.EINVAL
     off = (gfn << PAGE_SHIFT) - d.layout.ram_base
-    if off < 0 or off + PAGE_SIZE > len(d.ram):
+    if off < 0 or off + PAGE_SIZE > d.mem_bytes:
         return -errno.EINVAL        # xenpy can only back the page with the domain's RAM
     st: EventChannels = d.evtchn
     with st.lock:
