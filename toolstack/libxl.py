@@ -7,6 +7,7 @@ record the config for the shutdown watcher, unpause.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid as uuidlib
@@ -158,6 +159,7 @@ class Libxl:
                                              sorted(soft) if soft is not None else None)
                 except XcError:
                     raise CreateError(f"Could not set affinity for vcpu `{n}'.") from None
+        self._iomem(domid, cfg)
         # The event-channel upcall: PPI 31, level, active low, as libxl sets it for ARM guests.
         self.xc.hvm_param_set(domid, HVM_PARAM_CALLBACK_IRQ, callback_irq_ppi())
         # The magic pages and the store ring: xenstored (in dom0) is the remote end.
@@ -176,6 +178,26 @@ class Libxl:
         path.write_text(json.dumps({"domid": domid, "config": cfg.to_json(),
                                     "source": {"path": os.path.abspath(cfg.source), "extra": extra}},
                                    indent=4))
+
+    def _iomem(self, domid: int, cfg: DomainConfig) -> None:
+        """iomem = ["START,NUM[@GFN]"]: give the domain the machine pages, then map them at GFN
+        (default START: the 1:1 mapping the ERIKA port expects), as domcreate_launch_dm does."""
+        for start, number, gfn in cfg.iomem:
+            end = start + number - 1
+            gfn = start if gfn is None else gfn
+            try:
+                self.xc.domain_iomem_permission(domid, start, number, True)
+            except XcError as e:
+                hint = (" (the board has no device there that dom0 may pass through; "
+                        "see xl dmesg)" if e.errno == errno.EPERM else "")
+                raise CreateError(f"failed give domain access to iomem range {start:x}-{end:x}: "
+                                  f"{os.strerror(e.errno)}{hint}") from None
+            try:
+                self.xc.domain_memory_mapping(domid, gfn, start, number, True)
+            except XcError as e:
+                raise CreateError(f"failed to map to domain iomem range {start:x}-{end:x} to "
+                                  f"guest address {gfn:x}: {os.strerror(e.errno)} "
+                                  f"(see xl dmesg)") from None
 
     def board_layout(self, domid: int) -> str:
         info = self.xc.domain_getinfo(domid)

@@ -20,6 +20,10 @@ from xenpy.public.privcmd import recv_msg, send_msg
 from xenpy.rundir import privcmd_path
 
 
+DPCI_ADD_MAPPING, DPCI_REMOVE_MAPPING = 1, 0     # domctl.h: xen_domctl_memory_mapping.add_mapping
+E2BIG = 7
+
+
 class XcError(Exception):
     def __init__(self, what: str, ret: int) -> None:
         self.errno = -ret
@@ -145,6 +149,42 @@ class Xc:
             return mmap.mmap(fd, int(out["size"])), int(out["ram_base"])
         finally:
             os.close(fd)
+
+    # -- passthrough I/O memory (xc_domain_iomem_permission, xc_domain_memory_mapping) -----------
+
+    def domain_iomem_permission(self, domid: int, first_mfn: int, nr_mfns: int,
+                                allow: bool) -> None:
+        self.domctl(D.XEN_DOMCTL_iomem_permission, domid,
+                    {"first_mfn": first_mfn, "nr_mfns": nr_mfns, "allow_access": int(allow)})
+
+    def domain_memory_mapping(self, domid: int, first_gfn: int, first_mfn: int, nr_mfns: int,
+                              add: bool) -> None:
+        """As libxenctrl: in batches, halving the batch on -E2BIG; a failed add is undone."""
+        if nr_mfns <= 0:
+            return
+        done, batch, first_error = 0, nr_mfns, None
+        while done < nr_mfns:
+            nr = min(nr_mfns - done, batch)
+            try:
+                self.domctl(D.XEN_DOMCTL_memory_mapping, domid, {
+                    "first_gfn": first_gfn + done, "first_mfn": first_mfn + done,
+                    "nr_mfns": nr, "add_mapping": DPCI_ADD_MAPPING if add else
+                    DPCI_REMOVE_MAPPING, "padding": 0})
+            except XcError as e:
+                if e.errno == E2BIG and batch > 1:
+                    batch >>= 1
+                    continue
+                first_error = first_error or e
+                if add:
+                    break
+            done += nr
+        if first_error is not None:
+            if add:
+                try:
+                    self.domain_memory_mapping(domid, first_gfn, first_mfn, nr_mfns, False)
+                except XcError:
+                    pass
+            raise first_error
 
     def vcpu_setcontext(self, domid: int, vcpu: int, **ctxt: int) -> None:
         self.domctl(D.XEN_DOMCTL_setvcpucontext, domid, {"vcpu": vcpu, "ctxt": ctxt})

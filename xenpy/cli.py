@@ -1,8 +1,14 @@
 """`xenpy`: power the simulated board on and off.
 
     xenpy boot [--foreground] [--pcpus N] [--mem MB] [--dom0-mem MB] [--layout 4.4|current]
+    xenpy boot --sd DIR [SCRIPT] [--foreground] [--layout 4.4|current]
     xenpy shutdown
     xenpy status
+
+Without --sd the board is the default one, sized by the options. With --sd it is a Cubieboard2:
+its firmware (U-Boot) runs SCRIPT (boot.cmd text or a mkimage boot.scr; default: boot.scr from
+the SD card, as U-Boot's distro boot does) with DIR as the SD card, and Xen sizes itself and
+Domain-0 from the device tree and command line the script prepared.
 """
 from __future__ import annotations
 
@@ -51,22 +57,53 @@ def _board_config(ns: argparse.Namespace):
                             layout=ns.layout)
 
 
+def _power_on_sd(ns: argparse.Namespace):
+    """Run the Cubieboard2's firmware and Xen's early boot; (board, result) or a one-line error."""
+    from xenpy.board.cubieboard2 import Cubieboard2
+    board = Cubieboard2()
+    return board, board.power_on(ns.sd, ns.script, layout=ns.layout)
+
+
 def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
     if board_running():
         print(f"xenpy: a board is already running at {run_dir()}", file=sys.stderr)
         return 1
+    sd_board = None
+    if ns.sd is not None:
+        from xenpy.board.uboot import FirmwareError
+        try:
+            sd_board, power = _power_on_sd(ns)
+        except FirmwareError as e:
+            print(e, file=sys.stderr)
+            return 1
+        # The child boots the same card again; give it paths that do not depend on its cwd.
+        passthrough = ["--sd", os.path.abspath(ns.sd), "--layout", ns.layout]
+        if ns.script is not None:
+            passthrough.append(os.path.abspath(ns.script))
     if not ns.foreground:
         try:
             pid = start_background(passthrough)
         except RuntimeError as e:
             print(f"xenpy: {e}", file=sys.stderr)
             return 1
+        if sd_board is not None:
+            print("\n".join(power.console))
         print(f"xenpy: board started (pid {pid}), run directory {run_dir()}")
         return 0
     from xenpy.board.board import Board
     # Started in the background, stdout already is the board log: echo only to a person.
     echo = (lambda line: print(line, flush=True)) if sys.stdout.isatty() else None
-    board = Board(_board_config(ns), echo=echo)
+    if sd_board is not None:
+        run_dir().mkdir(parents=True, exist_ok=True)
+        with open(board_log_path(), "a") as log:      # the serial console before Xen's
+            log.write("".join(line + "\n" for line in power.console))
+        if echo:
+            for line in power.console:
+                echo(line)
+        board = Board(power.config, echo=echo)
+        sd_board.attach(board.hv.log)
+    else:
+        board = Board(_board_config(ns), echo=echo)
     signal.signal(signal.SIGTERM, lambda *_: board.request_stop())
     signal.signal(signal.SIGINT, lambda *_: board.request_stop())
     board.start()
@@ -101,18 +138,34 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("boot", help="start a board (in the background unless --foreground)")
     b.add_argument("--foreground", action="store_true")
-    b.add_argument("--pcpus", type=int, default=2, help="physical CPUs (default 2)")
-    b.add_argument("--mem", type=int, default=2048, help="host RAM in MB (default 2048)")
-    b.add_argument("--dom0-mem", type=int, default=512, help="Domain-0 memory in MB")
+    b.add_argument("--pcpus", type=int, help="physical CPUs (default 2)")
+    b.add_argument("--mem", type=int, help="host RAM in MB (default 2048)")
+    b.add_argument("--dom0-mem", type=int, help="Domain-0 memory in MB (default 512)")
     b.add_argument("--layout", choices=("4.4", "current"), default="4.4",
                    help="default guest memory map (Xen 4.4's or the current one)")
+    b.add_argument("--sd", metavar="DIR",
+                   help="boot a Cubieboard2 with U-Boot from this SD card directory")
+    b.add_argument("script", nargs="?", metavar="SCRIPT",
+                   help="with --sd: the U-Boot script to run (boot.cmd or a mkimage boot.scr)")
     sub.add_parser("shutdown", help="stop the running board")
     sub.add_parser("status", help="say whether a board is running")
     argv = sys.argv[1:] if argv is None else argv
     ns = p.parse_args(argv)
     if ns.cmd == "boot":
-        if ns.pcpus < 1 or ns.mem < 64 or not 0 < ns.dom0_mem < ns.mem:
-            p.error("need --pcpus >= 1 and 0 < --dom0-mem < --mem")
+        if ns.sd is not None:
+            given = [f for f, v in (("--pcpus", ns.pcpus), ("--mem", ns.mem),
+                                    ("--dom0-mem", ns.dom0_mem)) if v is not None]
+            if given:
+                p.error(f"{', '.join(given)}: with --sd the board and its boot script decide "
+                        f"(CPUs and RAM from the device tree, dom0_mem= on Xen's command line)")
+        elif ns.script is not None:
+            p.error(f"a boot script ({ns.script}) needs --sd DIR, the SD card it loads from")
+        else:
+            ns.pcpus = 2 if ns.pcpus is None else ns.pcpus
+            ns.mem = 2048 if ns.mem is None else ns.mem
+            ns.dom0_mem = 512 if ns.dom0_mem is None else ns.dom0_mem
+            if ns.pcpus < 1 or ns.mem < 64 or not 0 < ns.dom0_mem < ns.mem:
+                p.error("need --pcpus >= 1 and 0 < --dom0-mem < --mem")
         return cmd_boot(ns, [a for a in argv[1:] if a != "--foreground"])
     if ns.cmd == "shutdown":
         return cmd_shutdown(ns)

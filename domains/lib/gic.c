@@ -133,13 +133,15 @@ void gic_handle_irq(void)
     unsigned int cpu = this_cpu();
 
     for (;;) {
-        uint64_t now = timer_count();
         uint32_t iar = gic_ack();
         unsigned int irq = iar & GICC_IAR_INTID;
 
         if (irq >= 1020)                /* spurious: nothing (more) is signalled */
             break;
-        entry_counts[cpu] = now;
+        /* After the acknowledge: the interrupt was certainly pending by then,
+         * so a timer handler comparing this with its deadline never sees a
+         * tick "before" the comparator fired. */
+        entry_counts[cpu] = timer_count();
         if (irq < GIC_NR_IRQS && irq_descs[irq].fn) {
             irq_counts[cpu][irq]++;
             irq_descs[irq].fn(irq, irq_descs[irq].arg);

@@ -237,8 +237,8 @@ void irq_set_handler(unsigned int irq, irq_handler_t fn, void *arg);
  * (the runtime's weak irq_handler crashes, so a guest that expects no
  * interrupts still notices one). */
 void gic_handle_irq(void);
-/* CNTVCT when this vCPU entered gic_handle_irq for the interrupt being
- * handled: the "handler entry" time for latency measurements. */
+/* CNTVCT right after this vCPU acknowledged the interrupt being handled:
+ * the "handler entry" time for latency measurements. */
 uint64_t irq_entry_count(void);
 /* Interrupts dispatched on `cpu` for `irq` since boot. */
 uint32_t irq_count(unsigned int cpu, unsigned int irq);

@@ -23,7 +23,7 @@
 static uint32_t late_ns[MAX_TICKS];
 static volatile uint32_t ticks_seen;
 static uint32_t nr_ticks;
-static uint64_t period, deadline, watchdog_ticks;
+static uint64_t period, deadline, first_deadline, last_entry, watchdog_ticks;
 static uint32_t overruns, early;
 static uint64_t earliest_by;            /* ticks before its deadline, worst case */
 
@@ -75,6 +75,7 @@ static void tick(unsigned int irq, void *arg)
             overruns++;
     }
     late_ns[n] = late > 0xFFFFFFFFU ? 0xFFFFFFFFU : (uint32_t)late;
+    last_entry = now;
     n++;
     if (n < nr_ticks) {
         deadline += period;
@@ -192,7 +193,7 @@ int main(void)
     gic_enable_irq(GUEST_TIMER_PHYS_NS_PPI);
     timer_irq_init(tick, NULL);
 
-    deadline = timer_count() + period;
+    deadline = first_deadline = timer_count() + period;
     watchdog_kick();
     timer_arm(deadline);
 
@@ -224,6 +225,13 @@ int main(void)
     printk("percentiles: p50 %u ns, p90 %u ns, p99 %u ns\n", percentile(late_ns, nr_ticks, 50),
            percentile(late_ns, nr_ticks, 90), percentile(late_ns, nr_ticks, 99));
     printk("late by a period or more: %u of %u ticks\n", overruns, nr_ticks);
+    if (last_entry > first_deadline) {
+        uint64_t ns = timer_ticks_to_ns(last_entry - first_deadline);
+
+        printk("%u ticks in %u us from the first deadline: %u interrupts per second\n",
+               nr_ticks, (uint32_t)udiv64(ns, 1000, NULL),
+               (uint32_t)udiv64((uint64_t)nr_ticks * 1000000000ULL, ns, NULL));
+    }
     printk("vcpu0 took %u timer interrupts\n", irq_count(0, GUEST_TIMER_VIRT_PPI));
 
     if (early)

@@ -208,10 +208,10 @@ def test_flood_does_not_stall_another_domain_or_the_board(board, tmp_path):
 
 
 def test_a_storming_domain_can_be_destroyed(board, tmp_path):
-    r = xl("create", str(flood_cfg(tmp_path, "storm", 2000, "destroy")), env=board)
+    r = xl("create", str(flood_cfg(tmp_path, "storm", 3000, "destroy")), env=board)
     assert r.returncode == 0, r.stderr
     storm = domid_of("storm", board)
-    # The timer storm starts right after the masked phase reports (about 4 s in) and lasts 2 s.
+    # The timer storm starts right after the masked phase reports (about 6 s in) and lasts 3 s.
     assert wait_for(lambda: f"(d{storm}) flood: masked:" in xl("dmesg", env=board).stdout, 30)
     t0 = time.monotonic()
     r = xl("destroy", "storm", env=board, timeout=30)

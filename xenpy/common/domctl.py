@@ -6,6 +6,8 @@ issue a domctl; a version mismatch is -EACCES as on Xen.
 """
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from xenpy.arch.arm.vcpu import CpuContext
@@ -203,3 +205,164 @@ def setdomainhandle(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
         return -errno.EINVAL, {}
     d.handle = h
     return 0, {}
+
+
+# -- passthrough I/O memory: iomem_permission (20) and memory_mapping (39) -----------------------
+# A domain's I/O capability is a set of machine frames (Xen's iomem_caps rangeset). Dom0 has the
+# board's device windows except what Xen keeps for itself (its console UART); a domU gets what dom0
+# grants it. A mapping puts the device window into every vCPU of the domU at the guest frame; any
+# other frame stays unmapped, so a stray access is a stage-2 fault: the guest takes a data abort.
+
+DPCI_ADD_MAPPING, DPCI_REMOVE_MAPPING = 1, 0
+MEMORY_MAPPING_BATCH = 64           # Xen on ARM: "Must break hypercall up as this could take a while"
+PADDR_BITS = 40                     # arm32 with LPAE
+
+
+@dataclass
+class IomemState:
+    caps: set[int] = field(default_factory=set)        # machine frames the domain may have
+    mapped: dict[int, int] = field(default_factory=dict)   # gfn -> mfn
+
+
+# Keyed by the Domain object itself, so a reused domid never inherits a dead domain's rights.
+_IOMEM: "weakref.WeakKeyDictionary[Domain, IomemState]" = weakref.WeakKeyDictionary()
+
+
+def iomem_state(d: "Domain") -> IomemState:
+    st = _IOMEM.get(d)
+    if st is None:
+        st = _IOMEM[d] = IomemState()
+    return st
+
+
+def _dom0_caps(hv: "Hypervisor") -> set[int]:
+    return {p for dev in hv.config.devices if not dev.xen_owned for p in dev.pfns}
+
+
+def iomem_access_permitted(hv: "Hypervisor", d: "Domain", first: int, last: int) -> bool:
+    caps = _dom0_caps(hv) if d.privileged else iomem_state(d).caps
+    return last - first + 1 <= len(caps) and all(p in caps for p in range(first, last + 1))
+
+
+def _device_at(hv: "Hypervisor", mfn: int):
+    return next((dev for dev in hv.config.devices if mfn in dev.pfns), None)
+
+
+def _describe_devices(hv: "Hypervisor") -> str:
+    parts = []
+    for dev in hv.config.devices:
+        first, last = dev.pfns[0], dev.pfns[-1]
+        span = f"{first:x}" if first == last else f"{first:x}-{last:x}"
+        parts.append(f"{dev.name} {span}" + (" (kept by Xen)" if dev.xen_owned else ""))
+    return ", ".join(parts) or "none"
+
+
+@op(D.XEN_DOMCTL_iomem_permission)
+def iomem_permission(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
+    mfn, nr, allow = int(u["first_mfn"]), int(u["nr_mfns"]), bool(u["allow_access"])
+    last = mfn + nr - 1
+    if mfn < 0 or nr < 1 or last >= 1 << 64:            # Xen: (mfn + nr - 1) < mfn, a wrap
+        return -errno.EINVAL, {}
+    if not iomem_access_permitted(hv, hv.domains[0], mfn, last):
+        hv.log(f"d0: iomem_permission for d{d.domid} mfn {mfn:x}-{last:x} refused: not "
+               f"device pages dom0 may pass through (the board's: {_describe_devices(hv)})")
+        return -errno.EPERM, {}
+    if d.privileged:
+        return 0, {}
+    caps = iomem_state(d).caps
+    if allow:
+        caps.update(range(mfn, last + 1))
+    else:
+        caps.difference_update(range(mfn, last + 1))
+    return 0, {}
+
+
+@op(D.XEN_DOMCTL_memory_mapping)
+def memory_mapping(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
+    gfn, mfn, nr = int(u["first_gfn"]), int(u["first_mfn"]), int(u["nr_mfns"])
+    add = int(u["add_mapping"]) != DPCI_REMOVE_MAPPING
+    mfn_end = mfn + nr - 1
+    if (min(gfn, mfn) < 0 or nr < 1 or (mfn | mfn_end) >> (PADDR_BITS - 12)
+            or gfn + nr - 1 >= 1 << 52):
+        return -errno.EINVAL, {}
+    if nr > MEMORY_MAPPING_BATCH:
+        return -errno.E2BIG, {}
+    if d.privileged or not iomem_access_permitted(hv, hv.domains[0], mfn, mfn_end):
+        return -errno.EPERM, {}
+    st = iomem_state(d)
+    if not add:
+        return _unmap_mmio_regions(hv, d, st, gfn, nr), {}
+    if not iomem_access_permitted(hv, d, mfn, mfn_end):
+        hv.log(f"memory_map:fail: d{d.domid} gfn={gfn:x} mfn={mfn:x} nr={nr:x}: the domain "
+               f"has no permission for these frames (iomem_permission first)")
+        return -errno.EPERM, {}
+    return _map_mmio_regions(hv, d, st, gfn, mfn, nr), {}
+
+
+def _with_vcpus_stopped(hv: "Hypervisor", d: "Domain", change: Callable[[], int]) -> int:
+    """Change every vCPU's Unicorn instance while none of them runs: pause, change, unpause."""
+    hv.domain_pause(d)
+    try:
+        if any(v.running_on is not None for v in d.vcpus):
+            return -errno.EBUSY
+        return change()
+    finally:
+        hv.domain_unpause(d)
+
+
+def _map_mmio_regions(hv: "Hypervisor", d: "Domain", st: IomemState, gfn: int, mfn: int,
+                      nr: int) -> int:
+    if d.ram is None or any(v.arch is None for v in d.vcpus):
+        hv.log(f"memory_map:fail: d{d.domid}: the domain has no memory yet")
+        return -errno.EINVAL
+    domid = d.domid
+    pages = []
+    for i in range(nr):
+        dev = _device_at(hv, mfn + i)
+        assert dev is not None          # dom0's caps only hold device frames
+        pages.append((gfn + i, mfn + i, dev, ((mfn + i) << 12) - dev.base))
+
+    def change() -> int:
+        # Unicorn cannot map over a mapped range (Xen's p2m would replace the entry): refuse.
+        regions = list(d.vcpus[0].arch.uc.mem_regions())     # type: ignore[union-attr]
+        for g, _m, _dev, _off in pages:
+            lo, hi = g << 12, (g << 12) + 0xFFF
+            if g in st.mapped or any(b <= hi and lo <= e for b, e, _p in regions):
+                hv.log(f"memory_map:fail: d{domid} gfn={g:x} is already in use (RAM, the GIC, "
+                       f"a magic page or another mapping)")
+                return -errno.EBUSY
+        for v in d.vcpus:
+            for g, _m, dev, off in pages:
+                v.arch.map_mmio(g << 12, 0x1000,   # type: ignore[union-attr]
+                                lambda o, sz, dev=dev, off=off: dev.read(domid, off + o, sz),
+                                lambda o, sz, val, dev=dev, off=off: dev.write(domid, off + o,
+                                                                               sz, val))
+        for g, m, _dev, _off in pages:
+            st.mapped[g] = m
+        return 0
+
+    rc = _with_vcpus_stopped(hv, d, change)
+    if rc == 0:
+        hv.log(f"memory_map:add: d{domid} gfn={gfn:x} mfn={mfn:x} nr={nr:x} "
+               f"({', '.join(sorted({p[2].name for p in pages}))})")
+    return rc
+
+
+def _unmap_mmio_regions(hv: "Hypervisor", d: "Domain", st: IomemState, gfn: int, nr: int) -> int:
+    gone = [g for g in range(gfn, gfn + nr) if g in st.mapped]
+
+    def change() -> int:
+        for v in d.vcpus:
+            if v.arch is not None:
+                for g in gone:
+                    v.arch.uc.mem_unmap(g << 12, 0x1000)
+        for g in gone:
+            del st.mapped[g]
+        return 0
+
+    if not gone:
+        return 0
+    rc = _with_vcpus_stopped(hv, d, change)
+    if rc == 0:
+        hv.log(f"memory_map:remove: d{d.domid} gfn={gfn:x} nr={nr:x}")
+    return rc

@@ -27,6 +27,25 @@ from xenpy.public.xen import DOMID_FIRST_RESERVED, HYPERVISOR_hvm_op
 hypercall(HYPERVISOR_hvm_op)(hvm.do_hvm_op)
 
 
+@dataclass(frozen=True)
+class MmioDevice:
+    """A host device window (machine addresses) that the hypervisor can map into a domain with
+    XEN_DOMCTL_memory_mapping (iomem passthrough). An access calls read(domid, offset, size) or
+    write(domid, offset, size, value); raising an exception with an `offset` attribute makes the
+    accessing guest take a data abort."""
+    name: str
+    base: int                                          # page aligned
+    size: int                                          # a whole number of pages
+    read: Callable[[int, int, int], int]
+    write: Callable[[int, int, int, int], None]
+    xen_owned: bool = False      # used by Xen itself (its console UART): no domain may have it
+    model: object = None         # the device model behind the window, for the board's own use
+
+    @property
+    def pfns(self) -> range:
+        return range(self.base >> 12, (self.base + self.size) >> 12)
+
+
 @dataclass
 class HypervisorConfig:
     nr_pcpus: int = 2
@@ -37,6 +56,8 @@ class HypervisorConfig:
     layout: str = "4.4"                   # the arm32 default guest memory map (Xen 4.4's)
     cmdline: str = ""
     slice_ms: float = 10.0
+    devices: tuple[MmioDevice, ...] = ()  # the board's device windows (iomem passthrough)
+    boot_log: tuple[str, ...] = ()        # what Xen printed while it read the boot modules
 
 
 class Hypervisor:
@@ -81,6 +102,8 @@ class Hypervisor:
         self.domains[0] = dom0
         self.log(f"Xen version {self.version[0]}.{self.version[1]}{self.extraversion} (xenpy) "
                  f"{c.nr_pcpus} pCPUs, {c.total_mem_mb} MB")
+        for line in c.boot_log:
+            self.log(line)
         self.log(f"Command line: {self.cmdline}")
         self.log(f"*** LOADING DOMAIN 0 *** ({c.dom0_mem_mb} MB, {n} vCPUs"
                  f"{', pinned' if c.dom0_vcpus_pin else ''})")
