@@ -247,8 +247,6 @@ def hv():
     h.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason="hypervisor bug: an interrupt pending behind CPSR.I is only "
-                   "delivered at the vCPU's next exit, not when the guest unmasks IRQs")
 def test_interrupt_is_taken_when_the_guest_unmasks_irqs(hv):
     prog = [*gic_setup(1 << 27),
             0xEC510F1E, *load32(2, 62500 * 10),                 # CVAL = CNTVCT + 10 ms, enable
@@ -263,9 +261,6 @@ def test_interrupt_is_taken_when_the_guest_unmasks_irqs(hv):
     assert reg(d, 8) == 0x18                   # the vector table recorded the IRQ slot
 
 
-@pytest.mark.xfail(strict=True, reason="hypervisor bug: emu_stop() landing during an MMIO callback "
-                   "makes Unicorn run the access again; a replayed GICC_IAR read loses the "
-                   "acknowledged interrupt (it stays active forever)")
 def test_no_interrupt_is_lost_when_acks_race_with_kicks(hv):
     n = 2000
     v1_entry = CODE + 0x400

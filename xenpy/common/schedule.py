@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from xenpy.common.domain import Vcpu
     from xenpy.common.hypervisor import Hypervisor
 
+MASKED_POLL_NS = 200_000    # how often a vCPU with an interrupt pending behind CPSR.I is looked at
+
 
 
 class Scheduler:
@@ -186,10 +188,15 @@ class Scheduler:
             due: list["Vcpu"] = []
             with self.cond:
                 for cpu, v in enumerate(self.current):
-                    if (v is not None and v.arch is not None
-                            and now - self.slice_start[cpu] >= self.slice_s
-                            and self._waiting_for(cpu, v)):
+                    if v is None or v.arch is None:
+                        continue
+                    if now - self.slice_start[cpu] >= self.slice_s and self._waiting_for(cpu, v):
                         v.arch.stop()
+                    elif v.domain.vgic is not None and v.domain.vgic.has_deliverable(v.vcpu_id):
+                        # Pending behind CPSR.I: the guest unmasks without trapping, so look
+                        # again soon; run() delivers it as soon as CPSR.I is clear.
+                        v.arch.stop()
+                        next_ns = min(next_ns, now_ns + MASKED_POLL_NS)
                 for d in list(self.hv.domains.values()):
                     for v in d.vcpus:
                         t = v.timer_deadline

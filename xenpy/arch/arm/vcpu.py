@@ -116,6 +116,8 @@ class ArmVcpu:
         self._fetch_cache: dict[tuple[int, ...], int] = {}
         self._pc_cpsr = RegBatch(h, [UC_ARM_REG_PC, UC_ARM_REG_CPSR])
         self._mmio_fault: tuple[int, bool] | None = None
+        self._last_access: tuple | None = None     # the last device access (see map_mmio)
+        self._replay: tuple | None = None          # an access about to be re-run by Unicorn
         self._retranslate = False
         self._hint_pc: int | None = None
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
@@ -175,7 +177,9 @@ class ArmVcpu:
             pc |= 1 if cpsr & PSR_T else 0
             try:
                 self.uc.emu_start(pc, UNTIL)
+                self._note_stop_point()
             except UcError:
+                self._last_access = None
                 if self._fault is None:
                     raise
                 addr, write, fetch = self._fault
@@ -192,10 +196,13 @@ class ArmVcpu:
                 # A refused MMIO access (strict vGIC): the access has completed in Unicorn, so
                 # the abort is taken with the return address of the instruction that made it.
                 addr, write = self._mmio_fault
-                self._mmio_fault = None
+                self._mmio_fault = self._replay = None
                 lpae = self.cp15("TTBCR") >> 31
-                pc_now = self.pc
-                self.inject_abort(addr, prefetch=False, write=write, at=pc_now - 4,
+                pc_now, cpsr_now = self._pc_cpsr.read()
+                # Unicorn usually stops on the refused instruction itself; if it completed, the
+                # abort is taken as if raised by it (the instruction before PC).
+                at = pc_now if self._access_at_pc(pc_now, cpsr_now) == (addr, write) else pc_now - 4
+                self.inject_abort(addr, prefetch=False, write=write, at=at,
                                   fsr=FSR_DEBUG_LPAE if lpae else FSR_DEBUG_SHORT)
                 continue
             if self._exit:
@@ -400,19 +407,41 @@ class ArmVcpu:
 
         A device refuses an access by raising an exception with an `offset` attribute (e.g.
         VgicAccessError): the guest then takes a data abort for it.
+
+        Unicorn 2.1 quirk: when emu_stop() lands while an access is in flight (from a device
+        callback, or from another thread: the ticker, a kick), emulation stops with PC still on
+        the access instruction, which then runs again on resume. Re-running an acknowledge or an
+        SGI write is not harmless, so the access is recorded, and if the vCPU stopped on that very
+        instruction the replay is answered from the record without reaching the device.
         """
         def on_read(uc: Uc, off: int, sz: int, _ud: object) -> int:
+            key = (base + off, sz, False, 0)
+            replay = self._replay
+            if replay is not None:
+                self._replay = None
+                if replay[0] == key:
+                    return replay[1]
             try:
-                return read(off, sz)
+                value = read(off, sz)
             except Exception as e:  # noqa: BLE001 - a device refusal becomes a guest abort
                 self._refuse(base + off, False, e)
                 return 0
+            self._last_access = (key, value)
+            return value
 
         def on_write(uc: Uc, off: int, sz: int, value: int, _ud: object) -> None:
+            key = (base + off, sz, True, value)
+            replay = self._replay
+            if replay is not None:
+                self._replay = None
+                if replay[0] == key:
+                    return
             try:
                 write(off, sz, value)
             except Exception as e:  # noqa: BLE001
                 self._refuse(base + off, True, e)
+                return
+            self._last_access = (key, 0)
 
         self._mmio_callbacks = getattr(self, "_mmio_callbacks", []) + [on_read, on_write]
         self.uc.mmio_map(base, size, on_read, None, on_write, None)
@@ -423,6 +452,33 @@ class ArmVcpu:
         self._mmio_fault = (addr, write)
         self._stop_requested = True
         self.uc.emu_stop()
+
+    def _access_at_pc(self, pc: int, cpsr: int) -> tuple[int, bool] | None:
+        """(guest-physical address, write) of the load/store at PC, if it is one."""
+        thumb = bool(cpsr & PSR_T)
+        insn = self._fetch_insn(pc, thumb)
+        if insn is None:
+            return None
+        acc = decode.decode_data_abort(insn, thumb, self.reg, pc, carry=bool(cpsr & 1 << 29))
+        if acc is None:
+            return None
+        try:
+            ipa = guest_walk.gva_to_ipa(self.stage1(), acc.va, write=acc.write,
+                                        read_phys=self.read_phys)
+        except guest_walk.GuestFault:
+            return None
+        return ipa, acc.write
+
+    def _note_stop_point(self) -> None:
+        """After emu_start returns: will the instruction at PC re-run the last device access?"""
+        last, self._last_access = self._last_access, None
+        if last is None:
+            return
+        pc, cpsr = self._pc_cpsr.read()
+        at = self._access_at_pc(pc, cpsr)
+        (addr, _size, write, _value), _result = last
+        if at == (addr, write):
+            self._replay = last
 
     # -- guest physical memory (RAM only; MMIO is not reachable this way) ------------------------------
 
