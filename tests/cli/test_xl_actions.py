@@ -69,3 +69,9 @@ def test_shutdown_without_pv_control_needs_F_and_F_forces_it(board, tmp_path):
     assert r.returncode == 0
     assert rows(xl("list", env=board).stdout)["deaf"][3] == "---s--"
     xl("destroy", "deaf", env=board)
+
+
+def test_create_c_shows_everything_even_when_the_domain_is_already_gone(board, tmp_path):
+    c = cfg(tmp_path, "brief", guest(tmp_path, 0))      # on_poweroff = destroy (the default)
+    r = xl("create", "-c", c, env=board)
+    assert r.returncode == 0 and r.stdout == "up\n"

@@ -177,22 +177,25 @@ class Privcmd:
         return -errno.ENOSYS, {}
 
     def _console_read(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """Console output of a domain from `offset`, waiting up to `timeout` s for more."""
-        d = self.hv.domains.get(int(req["domid"]))
-        if d is None:
+        """Console output of a domain from `offset`, waiting up to `timeout` s for more. A
+        recently destroyed domain's console is still readable (it reports dying)."""
+        domid = int(req["domid"])
+        d = self.hv.domains.get(domid)
+        log = d.console if d is not None else self.hv.dead_consoles.get(domid)
+        if log is None:
             return -errno.ESRCH, {}
         offset, timeout = int(req.get("offset", 0)), min(float(req.get("timeout", 0)), 5.0)
-        log = d.console
+        gone = lambda: d is None or d.is_dying   # noqa: E731
         deadline = time.monotonic() + timeout
         with log.cond:
-            while len(log.data) <= offset and not d.is_dying:
+            while len(log.data) <= offset and not gone():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 log.cond.wait(left)
             data = bytes(log.data[offset:offset + 65536])
         return 0, {"data": data.decode("latin-1"), "offset": offset + len(data),
-                   "shutdown": d.is_shutdown, "dying": d.is_dying}
+                   "shutdown": d is not None and d.is_shutdown, "dying": gone()}
 
     # -- the socket -------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from xenpy.common import console, event_channel, grant_table, kernel, memory, sc
 from xenpy.arch.arm import hvm
 from xenpy.arch.arm import vpsci
 from xenpy.arch.arm.domain import sample_timers
-from xenpy.common.domain import Domain, Vcpu
+from xenpy.common.domain import ConsoleLog, Domain, Vcpu
 from xenpy.common.hypercall import hypercall
 from xenpy.common.schedule import Scheduler
 from xenpy.public import errno
@@ -79,6 +79,9 @@ class Hypervisor:
         self._log_lock = threading.Lock()
         self._next_domid = 1
         self.dom_exc_listeners: list[Callable[[int], None]] = []
+        # Consoles of recently destroyed domains, so `xl create -c` of a guest that is gone before
+        # the console attaches still shows everything it printed (xenconsoled keeps logs too).
+        self.dead_consoles: collections.OrderedDict[int, ConsoleLog] = collections.OrderedDict()
         self.compile_info = {"compiler": f"Python {platform.python_version()}",
                              "compile_by": getpass.getuser()[:15], "compile_domain": "xenpy",
                              "compile_date": time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime())}
@@ -195,6 +198,7 @@ class Hypervisor:
             return -errno.EEXIST
         d = Domain(self, domid, max_vcpus=max_vcpus, handle=handle)
         d.layout = LAYOUTS[layout] if layout else self.default_layout
+        self.dead_consoles.pop(domid, None)
         event_channel.evtchn_init(d, max_port=max_evtchn_port)
         rc = grant_table.gnttab_init(d, max_grant_frames=max_grant_frames,
                                      max_maptrack_frames=max_maptrack_frames)
@@ -251,6 +255,9 @@ class Hypervisor:
         event_channel.evtchn_destroy(d)
         grant_table.gnttab_release(d)
         self.domains.pop(d.domid, None)
+        self.dead_consoles[d.domid] = d.console
+        while len(self.dead_consoles) > 32:
+            self.dead_consoles.popitem(last=False)
         d.release()
         self.log(f"Domain {d.domid} destroyed")
         self.domain_exception(d)
