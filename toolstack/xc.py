@@ -245,6 +245,9 @@ class Xc:
     def readconsole(self, clear: bool = False) -> list[str]:
         return self.sysctl(S.XEN_SYSCTL_readconsole, {"clear": clear})[1]["lines"]
 
+    def debug_keys(self, keys: str) -> None:
+        self.sysctl(S.XEN_SYSCTL_debug_keys, {"keys": keys})
+
     def version(self) -> dict[str, Any]:
         return self._call("xen_version", {"op": "xen_version"})[1]
 

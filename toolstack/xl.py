@@ -311,6 +311,16 @@ def cmd_dmesg(ns: argparse.Namespace) -> int:
     return 0
 
 
+@command("debug-keys", "<Keys>", "Send debug keys to Xen.")
+def cmd_debug_keys(ns: argparse.Namespace) -> int:
+    xc, _ = connect()
+    try:
+        xc.debug_keys(ns.keys)
+    except XcError:
+        raise XlError("cannot send debug keys: " + ns.keys) from None
+    return 0
+
+
 @command("info", "[-n] [name]", "Get information about Xen host.")
 def cmd_info(ns: argparse.Namespace) -> int:
     import platform
@@ -371,6 +381,8 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         p.add_argument("domain")
     elif name == "dmesg":
         p.add_argument("-c", dest="clear", action="store_true")
+    elif name == "debug-keys":
+        p.add_argument("keys")
     elif name == "info":
         p.add_argument("-n", dest="numa", action="store_true")
         p.add_argument("name", nargs="?")

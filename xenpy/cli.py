@@ -54,7 +54,7 @@ def start_background(args: list[str], wait_s: float = 20.0) -> int:
 def _board_config(ns: argparse.Namespace):
     from xenpy.common.hypervisor import HypervisorConfig
     return HypervisorConfig(nr_pcpus=ns.pcpus, total_mem_mb=ns.mem, dom0_mem_mb=ns.dom0_mem,
-                            layout=ns.layout)
+                            layout=ns.layout, vgic_strict=ns.vgic_strict)
 
 
 def _power_on_sd(ns: argparse.Namespace):
@@ -100,6 +100,7 @@ def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
         if echo:
             for line in power.console:
                 echo(line)
+        power.config.vgic_strict = ns.vgic_strict
         board = Board(power.config, echo=echo)
         sd_board.attach(board.hv.log)
     else:
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--pcpus", type=int, help="physical CPUs (default 2)")
     b.add_argument("--mem", type=int, help="host RAM in MB (default 2048)")
     b.add_argument("--dom0-mem", type=int, help="Domain-0 memory in MB (default 512)")
+    b.add_argument("--vgic-strict", action="store_true",
+                   help="an access to a vGIC register the model lacks aborts the guest")
     b.add_argument("--layout", choices=("4.4", "current"), default="4.4",
                    help="default guest memory map (Xen 4.4's or the current one)")
     b.add_argument("--sd", metavar="DIR",

@@ -51,3 +51,23 @@ def test_masked_timer_interrupt_is_not_taken(hv):
     time.sleep(0.3)
     assert not d.is_shutdown                       # WFI woke (interrupt pending) but no IRQ taken
     assert d.vgic.is_pending(0, 27)
+
+
+def test_unimplemented_vgic_register_is_raz_and_logged_once_or_aborts_in_strict_mode():
+    from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
+    from tests.guest.a32 import shutdown, DATA
+    prog = [*load32(0, GICD), 0xE5905FE8, 0xE5906FE8,       # ldr r5/r6, [r0, #0xfe8] (ICPIDR2)
+            *shutdown(DATA + 0x14)]
+    for strict in (False, True):
+        hv = Hypervisor(HypervisorConfig(vgic_strict=strict), sink=None)
+        hv.start()
+        try:
+            d = boot(hv, prog)
+            wait_shutdown(d)
+            if strict:
+                assert reg(d, 8) == 0x10 and d.vcpus[0].arch.cp15("DFAR") == GICD + 0xFE8
+            else:
+                assert d.shutdown_code == 0 and reg(d, 5) == 0 and reg(d, 6) == 0
+                assert sum("vgic: unhandled read of GICD+0xfe8" in l for l in hv.dmesg) == 1
+        finally:
+            hv.shutdown()

@@ -24,7 +24,7 @@ from xenpy.common import event_channel, grant_table
 from xenpy.common.domctl import do_domctl
 from xenpy.common.sysctl import do_sysctl
 from xenpy.public import errno
-from xenpy.public.event_channel import EVTCHNOP_alloc_unbound
+from xenpy.public.event_channel import EVTCHNOP_alloc_unbound, VIRQ_CONSOLE
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.memory import XENMEM_populate_physmap
 from xenpy.public.privcmd import recv_msg, send_msg
@@ -92,6 +92,8 @@ class Privcmd:
                 else:
                     with d.console.cond:
                         d.console_input += req["data"].encode("latin-1")
+                    if d.privileged:       # input on the hypervisor console is dom0's
+                        event_channel.send_global_virq(hv, VIRQ_CONSOLE)
                     ret, out = 0, {}
             else:
                 ret, out = -errno.ENOSYS, {}

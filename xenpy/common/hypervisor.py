@@ -56,6 +56,7 @@ class HypervisorConfig:
     layout: str = "4.4"                   # the arm32 default guest memory map (Xen 4.4's)
     cmdline: str = ""
     slice_ms: float = 10.0
+    vgic_strict: bool = False             # unimplemented vGIC registers abort instead of RAZ/WI
     devices: tuple[MmioDevice, ...] = ()  # the board's device windows (iomem passthrough)
     boot_log: tuple[str, ...] = ()        # what Xen printed while it read the boot modules
 

@@ -1,9 +1,12 @@
 """HYPERVISOR_sysctl (Xen's common/sysctl.c): host-wide information for the toolstack."""
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
+from xenpy.common import event_channel
 from xenpy.common.domctl import Reply, domaininfo
+from xenpy.public.event_channel import VIRQ_DEBUG
 from xenpy.public import errno
 from xenpy.public import sysctl as S
 
@@ -33,8 +36,35 @@ def do_sysctl(hv: "Hypervisor", caller: "Domain", req: dict[str, Any]) -> Reply:
         if u.get("clear"):
             hv.dmesg.clear()
         return 0, {"lines": lines}
+    if cmd == S.XEN_SYSCTL_debug_keys:
+        return debug_keys(hv, str(u.get("keys", ""))), {}
     if cmd == S.XEN_SYSCTL_sched_id:
         return 0, {"sched_id": S.XEN_SCHEDULER_CREDIT}
     if cmd == S.XEN_SYSCTL_getcpuinfo:
         return 0, {"idletime": list(hv.scheduler.idle_ns)}
     return -errno.ENOSYS, {}
+
+
+def debug_keys(hv: "Hypervisor", keys: str) -> int:
+    """Xen's debug keys, as `xl debug-keys` sends them. 'q' dumps the domains and their vCPUs to
+    the console and raises VIRQ_DEBUG on every vCPU, as Xen's dump_domains does; 'h' lists keys."""
+    for key in keys:
+        if key == "h":
+            hv.log("'h' pressed -> showing installed handlers")
+            hv.log(" key 'h' (ascii '68') => show this message")
+            hv.log(" key 'q' (ascii '71') => dump domain (and guest debug) info")
+        elif key == "q":
+            hv.log("'q' pressed -> dumping domain info (now = %d)" % time.monotonic_ns())
+            for d in list(hv.domains.values()):
+                hv.log(f"General information for domain {d.domid}:")
+                hv.log(f"    refcnt=1 dying={int(d.is_dying)} pause_count={d.pause_count}")
+                hv.log(f"    nr_pages={d.tot_pages} max_pages={d.max_pages} "
+                       f"handle={d.handle.hex()}")
+                for v in d.vcpus:
+                    hv.log(f"    VCPU{v.vcpu_id}: CPU{v.processor} [has={'T' if v.running_on is not None else 'F'}] "
+                           f"poll=0 upcall_pend={int(event_channel.vcpu_upcall_pending(v)) if d.vgic else 0} "
+                           f"online={int(v.online)} blocked={int(v.blocked)}")
+                    event_channel.send_guest_virq(v, VIRQ_DEBUG)
+        else:
+            return -errno.EINVAL
+    return 0

@@ -23,7 +23,7 @@ def arch_domain_init(d: "Domain") -> None:
     assert d.layout is not None
     hv = d.hv
     d.vgic = vgic = VGicV2(len(d.vcpus), nr_spis=32, kick=lambda n: hv.vgic_kick(d, n),
-                           log=hv.log)
+                           log=hv.log, strict=hv.config.vgic_strict)
     cntvoff = now_count()
     gicc_size = max(PAGE, (d.layout.gicc_size + PAGE - 1) & ~(PAGE - 1))
     gicc_size = min(gicc_size, GICC_SIZE)
