@@ -92,6 +92,8 @@ def test_paused_create_pinning_and_unpause(board):
     vl = [l.split() for l in xl("vcpu-list", "pinned", env=board).stdout.splitlines()[1:]]
     assert all(row[-3:] == ["1", "/", "all"] for row in vl)
     assert xl("unpause", "pinned", env=board).returncode == 0
+    assert wait_for(lambda: any(l.split()[3] == "1" for l in
+                                xl("vcpu-list", "pinned", env=board).stdout.splitlines()[1:2]))
     assert wait_for(lambda: rows(xl("list", env=board).stdout)["pinned"][3] == "---s--")
     out = xl("console", "pinned", env=board).stdout
     assert out.splitlines()[-1] == "Test result: SUCCESS"

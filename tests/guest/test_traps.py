@@ -128,3 +128,31 @@ def test_undefined_instruction_right_after_wfe_is_still_undefined(hv):
     d = boot(hv, [0xE320F002, 0xE7F000F0, B_SELF])
     wait_shutdown(d)
     assert reg(d, 8) == 0x4
+
+
+def psci(fid: int, *args: int) -> list[int]:
+    """hvc #0 with the function id in r0 and arguments in r1.."""
+    words = [*load32(0, fid)]
+    for n, a in enumerate(args, start=1):
+        words += load32(n, a)
+    return words + [0xE1400070]                       # hvc #0
+
+
+def test_psci_version_features_and_system_off(hv):
+    d = boot(hv, [*psci(0x84000000), 0xE1A09000,                 # r9 = PSCI_VERSION
+                  *psci(0x8400000A, 0x84000003), 0xE1A0A000,     # r10 = FEATURES(CPU_ON)
+                  *psci(0x8400000A, 0x8400001F), 0xE1A0B000,     # r11 = FEATURES(unknown)
+                  *psci(0x84000008), B_SELF])                     # SYSTEM_OFF
+    wait_shutdown(d)
+    assert d.shutdown_code == 0
+    assert (reg(d, 9), reg(d, 10), reg(d, 11)) == (0x10001, 0, 0xFFFFFFFF)
+
+
+def test_psci_system_reset_is_a_reboot_and_cpu_on_checks_its_target(hv):
+    d = boot(hv, [*psci(0x84000003, 5, CODE, 0), 0xE1A09000,       # CPU_ON of a vCPU it lacks
+                  *psci(0x84000003, 0, CODE, 0), 0xE1A0A000,       # CPU_ON of itself: already on
+                  *psci(0x84000004, 1, 0), 0xE1A0B000,             # AFFINITY_INFO(vcpu1): off
+                  *psci(0x84000009), B_SELF], vcpus=2)             # SYSTEM_RESET
+    wait_shutdown(d)
+    assert d.shutdown_code == 1
+    assert reg(d, 9) == (-2) & 0xFFFFFFFF and reg(d, 10) == (-4) & 0xFFFFFFFF and reg(d, 11) == 1

@@ -34,3 +34,20 @@ def test_input_to_dom0_console_raises_virq_console():
     Privcmd(hv).call({"op": "console_write", "domid": 0, "data": "x"})
     assert dev.pending(1.0) == port
     dev.close()
+
+
+def test_destroying_a_domain_notifies_the_remote_end_of_its_channels():
+    from xenpy.public.event_channel import EVTCHNSTAT_unbound
+    hv = Hypervisor()
+    domid = hv.domain_create(0, 1, None, "4.4")
+    d = hv.domains[domid]
+    hv.domain_populate(d, 16 << 8)
+    dev = EvtchnDevice(hv)
+    local = dev.bind_unbound(domid)
+    assert ev.bind_interdomain(d, 0, local) > 0
+    assert dev.pending(0.1) is None             # nothing for dom0 yet
+    assert hv.domain_destroy(d) == 0
+    assert dev.pending(1.0) == local            # the peer learns of it
+    st = ev.status(hv.domains[0], 0x7FF0, local)
+    assert st.status == EVTCHNSTAT_unbound
+    dev.close()

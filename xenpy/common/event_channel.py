@@ -136,15 +136,20 @@ def evtchn_init(d: "Domain", max_port: int = DEFAULT_MAX_PORT) -> int:
 
 def evtchn_destroy(d: "Domain") -> None:
     """Close every port of a dying domain. The peer end of an interdomain channel goes back to
-    ECS_UNBOUND (bindable by this domid again) and, as in Xen, is not notified: backends learn
-    of the death through XenStore (@releaseDomain), not through the channel."""
+    ECS_UNBOUND (bindable by this domid again) and is then notified once, so a peer waiting on
+    it wakes and finds the channel unbound (EVTCHNOP_status). Xen itself leaves the peer to learn
+    of the death through XenStore (@releaseDomain); the extra event is harmless to such peers."""
     st: EventChannels = d.evtchn
     with st.lock:
         st.dead = True          # no allocation after this point (get_free_port: -EINVAL)
         top = len(st.chans)
+        peers = [(ch.remote, ch.remote_port) for ch in st.chans[1:top]
+                 if ch is not None and ch.state == ECS_INTERDOMAIN and ch.remote is not None]
     for port in range(top - 1, 0, -1):
         close(d, port)
     clear_global_virq_handlers(d)
+    for rd, rport in peers:
+        evtchn_set_pending(rd, rport)
 
 
 # -- helpers shared with memory_op and hvm_op ---------------------------------------------------
