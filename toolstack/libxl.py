@@ -19,9 +19,10 @@ from toolstack.domcfg import DomainConfig
 from toolstack.libxl_arm import make_guest_dtb
 from toolstack.xc import Xc, XcError
 from xenpy.loader.kernel import LoaderError, load_kernel, place_domu
-from xenpy.public.grant_table import GNTTAB_RESERVED_XENSTORE
+from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT, callback_irq_ppi
-from xenpy.public.hvm.params import (HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_STORE_EVTCHN,
+from xenpy.public.hvm.params import (HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CONSOLE_EVTCHN,
+                                     HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN,
                                      HVM_PARAM_STORE_PFN)
 from xenpy.rundir import run_dir
 
@@ -172,6 +173,15 @@ class Libxl:
         self._write_xenstore(domid, cfg, handle, mem_bytes)
         self.xs.write(f"/local/domain/{domid}/store/port", str(store_port))
         self.xs.write(f"/local/domain/{domid}/store/ring-ref", str(store_pfn))
+        # The PV console ring, served by xenconsoled in dom0.
+        console_pfn = layout.console_pfn(mem_bytes)
+        console_port = self.xc.evtchn_alloc_unbound(domid, 0)
+        self.xc.hvm_param_set(domid, HVM_PARAM_CONSOLE_PFN, console_pfn)
+        self.xc.hvm_param_set(domid, HVM_PARAM_CONSOLE_EVTCHN, console_port)
+        self.xc.gnttab_seed(domid, GNTTAB_RESERVED_CONSOLE, console_pfn, backend=0)
+        for key, value in (("port", console_port), ("ring-ref", console_pfn),
+                           ("type", "xenconsoled"), ("limit", 1048576), ("backend-id", 0)):
+            self.xs.write(f"/local/domain/{domid}/console/{key}", str(value))
         self.xs.introduce(domid, store_pfn, store_port)
         path = userdata_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)

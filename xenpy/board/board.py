@@ -17,6 +17,7 @@ from xenpy.board.gntdev import GntdevDevice
 from xenpy.public.grant_table import GNTTAB_RESERVED_XENSTORE
 from xenpy.public.xen import PAGE_SIZE
 from xenpy.board.privcmd import Privcmd
+from xenpy.board.xenconsoled import XenConsoled
 from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
 from xenpy.rundir import board_log_path, privcmd_path, run_dir, xenstored_path
 
@@ -106,6 +107,8 @@ class Board:
             lambda: Libxl(Xc(LocalTransport(self.privcmd)), XsClient(xenstored_path())),
             log=self.hv.log)
         self.monitor.start()
+        self.consoled = XenConsoled(self.hv, lambda: XsClient(xenstored_path()))
+        self.consoled.start()
         self.hv.dom_exc_listeners.append(self._dom_exc)
         self.hv.dom_exc_listeners.append(self.monitor.notify)
 
@@ -143,6 +146,7 @@ class Board:
         self.privcmd.close()
         if self.monitor is not None:
             self.monitor.stop()
+            self.consoled.stop()
         if self.xenstored is not None:
             self.xenstored.close()
         self.hv.shutdown()

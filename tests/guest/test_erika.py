@@ -1,0 +1,74 @@
+"""The ERIKA-style RTOS domU (domains/erika) on the Cubieboard2, started as the guide starts it:
+boot the board from its SD card, then `xl create examples/erika/erika.cfg`."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.cli.test_cubieboard2 import SD, dmesg, env_for
+from tests.cli.test_xl import ROOT, rows, run, wait_for, xl
+
+CFG = "examples/erika/erika.cfg"
+JITTER = re.compile(r"alarm jitter: min (\d+) us, max (\d+) us, avg (\d+) us over (\d+) expiries")
+
+
+@pytest.fixture(scope="module")
+def cubieboard(tmp_path_factory):
+    env = env_for(tmp_path_factory)
+    r = run("xenpy", "boot", "--sd", str(SD.relative_to(ROOT)), env=env)   # the card's boot.scr
+    assert r.returncode == 0, r.stderr
+    yield env
+    run("xenpy", "shutdown", env=env)
+
+
+def test_startup_heartbeat_jitter_and_pd1(cubieboard):
+    r = xl("create", "-c", CFG, 'extra="exit=1"', env=cubieboard, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "ERIKA Enterprise-style OSEK kernel on Xen (xenpy domU)"
+    assert lines[1].startswith("os: StartOS(0): 5 tasks, 1 alarms, 1 resources, counter tick "
+                               "1000 us")
+    assert lines[2:5] == ["TaskInit: PD1 -> high (read back 1)",
+                          "TaskInit: PD28 refused: -22",                  # -EINVAL: no PD28
+                          "TaskInit: AlarmHeartbeat every 10 ms, 50 beats"]
+    # An event on an IPI channel: its PPI 31 handler runs at ISR level and activates a task,
+    # which waits for the higher-priority TaskInit to end.
+    port = re.fullmatch(r"TaskInit: sent an event on port (\d+)", lines[5]).group(1)
+    assert lines[6] == f"TaskEvent: activated by the upcall of port {port} (1 at ISR level)"
+    assert [f"heartbeat {n}/50: off" for n in (10, 20, 30, 40, 50)] == \
+        [line for line in lines if line.startswith("heartbeat ")]
+    assert any(re.fullmatch(r"TaskBackground: \d+ loops, preempted by 25 beats", line)
+               for line in lines), lines
+    report = next(line for line in lines if line.startswith("TaskReport: "))
+    beats = int(re.match(r"TaskReport: (\d+) beats, .*, 0 kernel errors$", report).group(1))
+    assert lines[-1] == "Test result: SUCCESS"
+
+    # The kernel's jitter summary: every heartbeat is one expiry of the 10 ms alarm, none is
+    # early (lateness is unsigned), and a lateness of a second would mean lost interrupts.
+    m = JITTER.fullmatch(lines[-2])
+    assert m, lines[-2]
+    lo, hi, avg, n = map(int, m.groups())
+    assert n == beats >= 50
+    assert lo <= avg <= hi < 1_000_000
+
+    # The startup task's pin, as the board's PIO model holds it.
+    log = "\n".join(dmesg(cubieboard))
+    domid = re.search(r"^\(XEN\) xl: domain (\d+) \(ERIKA_Enterprise\) shut down \(0\)", log,
+                      re.M).group(1)
+    assert f"(XEN) a20-pio: PD1 is now gpio_out (d{domid})" in log
+    assert re.findall(r"a20-pio: PD1 -> (\w+) \(d(\d+)\)", log)[-1] == ("high", domid)
+    assert wait_for(lambda: "ERIKA_Enterprise" not in xl("list", env=cubieboard).stdout)
+
+
+def test_without_exit_it_stays_up_idle_until_destroyed(cubieboard):
+    r = xl("create", CFG, 'extra="beats=5"', env=cubieboard)
+    assert r.returncode == 0, r.stderr
+    domid = rows(xl("list", env=cubieboard).stdout)["ERIKA_Enterprise"][0]
+    assert wait_for(lambda: f"(d{domid}) ERIKA: running, idle until an event" in
+                    dmesg(cubieboard), timeout=60)
+    assert f"(d{domid}) Test result: SUCCESS" in dmesg(cubieboard)
+    state = rows(xl("list", env=cubieboard).stdout)["ERIKA_Enterprise"][3]
+    assert state in ("r-----", "-b----"), state
+    assert xl("destroy", "ERIKA_Enterprise", env=cubieboard).returncode == 0
+    assert "ERIKA_Enterprise" not in xl("list", env=cubieboard).stdout

@@ -1,0 +1,150 @@
+"""xenconsoled: dom0's PV console backend (Xen's tools/console/daemon).
+
+When a domain is introduced (@introduceDomain) it reads the domain's console/ring-ref and
+console/port from XenStore, maps the ring through the reserved grant entry GNTTAB_RESERVED_CONSOLE
+and binds the port, then moves bytes: guest output (the `out` ring) to the domain's console log,
+the one `xl console` shows from the domain's birth; typed input to the `in` ring. Indexes come from
+an untrusted guest: they are used masked, and a producer running ahead of the consumer by more than
+the ring is a broken ring, whose connection is dropped.
+"""
+from __future__ import annotations
+
+import mmap
+import struct
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from xenpy.board.evtchn_dev import EvtchnDevice
+from xenpy.board.gntdev import GntdevDevice
+from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE
+from xenpy.public.io import console as C
+from xenpy.public.xen import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from xenpy.common.hypervisor import Hypervisor
+
+
+@dataclass
+class _Console:
+    domid: int
+    page: mmap.mmap
+    port: int
+    mapping: object
+
+
+class XenConsoled:
+    def __init__(self, hv: "Hypervisor", xs_factory: Callable[[], object]) -> None:
+        self.hv = hv
+        self._xs_factory = xs_factory
+        self.evtchn = EvtchnDevice(hv)
+        self.gntdev = GntdevDevice(hv)
+        self.consoles: dict[int, _Console] = {}     # local port -> console
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, daemon=True, name="xenconsoled-watch").start()
+        threading.Thread(target=self._pump, daemon=True, name="xenconsoled").start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- domains coming and going ----------------------------------------------------------------
+
+    def _watch(self) -> None:
+        xs = self._xs_factory()
+        xs.watch("@introduceDomain", "introduce")
+        xs.watch("@releaseDomain", "release")
+        while not self._stop.is_set():
+            if xs.read_watch(0.5) is not None:
+                self._scan(xs)
+
+    def _scan(self, xs) -> None:
+        attached = {c.domid for c in self.consoles.values()}
+        live = {domid for domid, d in list(self.hv.domains.items()) if not d.privileged}
+        for port, c in list(self.consoles.items()):
+            if c.domid not in live:
+                self._detach(port)
+        for domid in sorted(live - attached):
+            try:
+                ref = int(xs.read(f"/local/domain/{domid}/console/ring-ref"))
+                remote = int(xs.read(f"/local/domain/{domid}/console/port"))
+            except Exception:  # noqa: BLE001 - no PV console (yet) for this domain
+                continue
+            self._attach(domid, ref, remote)
+
+    def _attach(self, domid: int, _ring_ref: int, remote_port: int) -> None:
+        try:
+            m = self.gntdev.map_grant_ref(domid, GNTTAB_RESERVED_CONSOLE)
+            page = mmap.mmap(m.fd, PAGE_SIZE, offset=m.offset)
+            port = self.evtchn.bind_interdomain(domid, remote_port)
+        except OSError as e:
+            self.hv.log(f"xenconsoled: cannot attach to domain {domid}: {e}")
+            return
+        self.consoles[port] = _Console(domid, page, port, m)
+        self._drain(self.consoles[port])          # output written before we attached
+
+    def _detach(self, port: int) -> None:
+        c = self.consoles.pop(port)
+        for undo in (lambda: self.evtchn.unbind(port), lambda: self.gntdev.unmap(c.mapping.index)):
+            try:
+                undo()
+            except OSError:
+                pass
+
+    # -- moving bytes ----------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        while not self._stop.is_set():
+            try:
+                port = self.evtchn.pending(0.1)
+            except OSError:
+                return
+            if port is None:                     # no event: deliver whatever was typed
+                for c in list(self.consoles.values()):
+                    d = self.hv.domains.get(c.domid)
+                    if d is not None and d.console_input:
+                        self._feed(c, d)
+                        self.evtchn.notify(c.port)
+                continue
+            c = self.consoles.get(port)
+            if c is not None:
+                self._drain(c)
+            try:
+                self.evtchn.unmask(port)
+            except OSError:
+                pass
+
+    def _drain(self, c: _Console) -> None:
+        d = self.hv.domains.get(c.domid)
+        if d is None:
+            return
+        cons, prod = struct.unpack_from("<II", c.page, C.OUT_CONS)
+        if (prod - cons) & 0xFFFFFFFF > C.OUT_SIZE:
+            self.hv.log(f"xenconsoled: domain {c.domid} console ring corrupt; detached")
+            self._detach(c.port)
+            return
+        out = bytearray()
+        while cons != prod:
+            out.append(c.page[C.OUT_OFFSET + C.mask_out(cons)])
+            cons = (cons + 1) & 0xFFFFFFFF
+        struct.pack_into("<I", c.page, C.OUT_CONS, cons)
+        if out:
+            d.console.append(bytes(out))
+        self._feed(c, d)
+        self.evtchn.notify(c.port)
+
+    def _feed(self, c: _Console, d) -> None:
+        """Typed input (`xl console`) goes into the guest's `in` ring while there is room."""
+        with d.console.cond:
+            pending = bytes(d.console_input)
+            if not pending:
+                return
+            cons, prod = struct.unpack_from("<II", c.page, C.IN_CONS)
+            room = C.IN_SIZE - ((prod - cons) & 0xFFFFFFFF)
+            chunk = pending[:max(0, room)]
+            for b in chunk:
+                c.page[C.IN_OFFSET + C.mask_in(prod)] = b
+                prod = (prod + 1) & 0xFFFFFFFF
+            struct.pack_into("<I", c.page, C.IN_PROD, prod)
+            del d.console_input[:len(chunk)]
