@@ -333,5 +333,77 @@ long bootarg_int(const char *key, long def);
 /* Copy the value of `key=` (up to the next space) into buf; false if absent. */
 bool bootarg_str(const char *key, char *buf, size_t size);
 
+/* ---- XenBus over the store ring (xenbus.c) ------------------------------ */
+
+/* A transaction id; XBT_NIL is "no transaction". */
+typedef uint32_t xenbus_transaction_t;
+#define XBT_NIL                 0U
+
+/* Read HVM_PARAM_STORE_PFN / STORE_EVTCHN, map the ring page and bind the
+ * store port.  Needs evtchn_init() first.  Returns 0 or a negative errno. */
+int xenbus_init(void);
+/* Each call below sends one request and sleeps (WFI, woken by the store
+ * port's upcall) until its reply; watch events that arrive meanwhile are
+ * queued for xenbus_read_watch().  Errors are the negated errno that
+ * xenstored named (-XEN_ENOENT, -XEN_EACCES, -XEN_EAGAIN, ...).  Paths
+ * without a leading '/' are relative to the domain's home, as xenstored
+ * resolves them.  Main context only: never from an interrupt handler. */
+/* Value into buf (NUL-terminated); returns its length, or -XEN_E2BIG. */
+int xenbus_read(xenbus_transaction_t t, const char *path, char *buf, size_t size);
+int xenbus_write(xenbus_transaction_t t, const char *path, const char *value);
+int xenbus_mkdir(xenbus_transaction_t t, const char *path);
+int xenbus_rm(xenbus_transaction_t t, const char *path);
+/* Child names, each NUL-terminated, packed into buf; returns how many. */
+int xenbus_directory(xenbus_transaction_t t, const char *path, char *buf, size_t size);
+/* perms: n entries such as "n0", "r5"; the first names the owner. */
+int xenbus_set_perms(xenbus_transaction_t t, const char *path, const char *const *perms,
+                     unsigned int n);
+/* /local/domain/<domid> from xenstored itself. */
+int xenbus_get_domain_path(domid_t domid, char *buf, size_t size);
+int xenbus_read_int(xenbus_transaction_t t, const char *path, long *value);
+int xenbus_printf(xenbus_transaction_t t, const char *path, const char *fmt, ...)
+    __printf(3, 4);
+int xenbus_watch(const char *path, const char *token);
+int xenbus_unwatch(const char *path, const char *token);
+/* The next watch event (sleeping until one comes): the path that changed
+ * and the watch's token.  Returns 0, or -XEN_E2BIG if a buffer is short. */
+int xenbus_read_watch(char *path, size_t psize, char *token, size_t tsize);
+/* Watch events queued or waiting in the ring, without sleeping. */
+bool xenbus_watch_pending(void);
+int xenbus_transaction_start(xenbus_transaction_t *t);
+/* Commit (abort = false) or abort; a commit that lost a race is -XEN_EAGAIN. */
+int xenbus_transaction_end(xenbus_transaction_t t, bool abort);
+/* "ENOENT" for -XEN_ENOENT and so on: the name xenstored sent. */
+const char *xenbus_errname(int err);
+/* Requests answered, and store-port upcalls taken, since xenbus_init. */
+uint32_t xenbus_requests(void);
+uint32_t xenbus_upcalls(void);
+/* Domain id, as xenstored knows it (read from ~/domid at init). */
+domid_t xenbus_domid(void);
+
+/* ---- grant tables, v1 (gnttab.c) -------------------------------------------- */
+
+/* Map frame 0 of this domain's grant table at GUEST_GNTTAB_BASE with
+ * XENMEM_add_to_physmap (512 entries).  Returns 0 or a negative errno. */
+int gnttab_init(void);
+/* Entries the mapped frames hold.  Refs 0 and 1 (console, xenstore) are
+ * the domain builder's and refused; 2..7 are free for fixed protocols. */
+unsigned int gnttab_nr_entries(void);
+/* Let `domid` map frame `gfn` through `ref`: frame and domid first, then
+ * the flags, so the hypervisor never sees a half-written entry. */
+int gnttab_grant_access(grant_ref_t ref, domid_t domid, uint32_t gfn, bool readonly);
+/* Revoke `ref`; -XEN_EBUSY while the grantee still maps it. */
+int gnttab_end_access(grant_ref_t ref);
+/* Current GTF_* flags of `ref` (GTF_reading / GTF_writing while mapped). */
+uint16_t gnttab_flags(grant_ref_t ref);
+/* GNTTABOP_map_grant_ref of (domid, ref) at guest-physical `gpa`: returns
+ * the GNTST_* status (or a negative errno from the hypercall), the handle
+ * in *handle. */
+int gnttab_map(domid_t domid, grant_ref_t ref, uint32_t gpa, bool readonly,
+               grant_handle_t *handle);
+int gnttab_unmap(uint32_t gpa, grant_handle_t handle);
+/* The guest frame of a pointer (through the guest's own page table). */
+uint32_t virt_to_gfn(const void *p);
+
 #endif /* __ASSEMBLER__ */
 #endif /* GUEST_H */

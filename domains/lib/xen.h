@@ -521,4 +521,55 @@ int psci_call(uint32_t fn, uint32_t a1, uint32_t a2, uint32_t a3);
 /* More VIRQs (xen.h). */
 #define VIRQ_DOM_EXC    3
 
+/* ---- XenStore (io/xs_wire.h) and more errno values it names ---- */
+#define XEN_EISDIR      21
+#define XEN_EROFS       30
+#define XEN_ENOTEMPTY   39
+#define XEN_EISCONN     106
+
+#define XS_CONTROL              0
+#define XS_DIRECTORY            1
+#define XS_READ                 2
+#define XS_GET_PERMS            3
+#define XS_WATCH                4
+#define XS_UNWATCH              5
+#define XS_TRANSACTION_START    6
+#define XS_TRANSACTION_END      7
+#define XS_INTRODUCE            8
+#define XS_RELEASE              9
+#define XS_GET_DOMAIN_PATH      10
+#define XS_WRITE                11
+#define XS_MKDIR                12
+#define XS_RM                   13
+#define XS_SET_PERMS            14
+#define XS_WATCH_EVENT          15
+#define XS_ERROR                16
+
+#define XENSTORE_PAYLOAD_MAX    4096
+#define XENSTORE_RING_SIZE      1024
+#define MASK_XENSTORE_IDX(idx)  ((idx) & (XENSTORE_RING_SIZE - 1))
+
+#ifndef __ASSEMBLER__
+struct xsd_sockmsg {
+    uint32_t type;              /* XS_* */
+    uint32_t req_id;            /* echoed in the reply */
+    uint32_t tx_id;             /* 0 outside a transaction */
+    uint32_t len;               /* payload bytes that follow */
+};
+XEN_STATIC_ASSERT_SIZE(struct xsd_sockmsg, 16);
+
+/* The store ring page (HVM_PARAM_STORE_PFN).  Xen 4.4 had exactly these
+ * fields; later versions add feature and connection words after them. */
+struct xenstore_domain_interface {
+    char req[XENSTORE_RING_SIZE];   /* guest -> xenstored */
+    char rsp[XENSTORE_RING_SIZE];   /* xenstored -> guest */
+    uint32_t req_cons, req_prod;
+    uint32_t rsp_cons, rsp_prod;
+};
+XEN_STATIC_ASSERT_SIZE(struct xenstore_domain_interface, 2064);
+#endif /* __ASSEMBLER__ */
+
+#define GNTST_eagain            (-12)
+#define GNTST_no_space          (-13)
+
 #endif /* XEN_H */
