@@ -48,6 +48,7 @@ class P2M:
         self.d = d
         self.extra: dict[int, Mapping] = {}
         self.lock = threading.Lock()
+        self._apply_lock = threading.Lock()   # one applier at a time keeps each queue in order
 
     def _in_ram(self, gfn: int) -> bool:
         d = self.d
@@ -99,11 +100,12 @@ class P2M:
 
     def apply_pending(self, v) -> None:
         """Apply queued changes to v's instance. Only on v's own thread, or with v held off."""
-        with self.lock:
-            changes, v.p2m_pending = v.p2m_pending, []
-        for change in changes:
-            if v.arch is not None:
-                change(v.arch.uc)
+        with self._apply_lock:
+            with self.lock:
+                changes, v.p2m_pending = v.p2m_pending, []
+            for change in changes:
+                if v.arch is not None:
+                    change(v.arch.uc)
 
     def _sync(self, timeout: float = 10.0) -> None:
         me = getattr(current_vcpu, "v", None)

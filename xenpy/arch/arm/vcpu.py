@@ -420,6 +420,7 @@ class ArmVcpu:
             if replay is not None:
                 self._replay = None
                 if replay[0] == key:
+                    self._last_access = replay      # a stop may land on the replay too
                     return replay[1]
             try:
                 value = read(off, sz)
@@ -435,6 +436,7 @@ class ArmVcpu:
             if replay is not None:
                 self._replay = None
                 if replay[0] == key:
+                    self._last_access = replay
                     return
             try:
                 write(off, sz, value)
