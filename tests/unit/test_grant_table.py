@@ -645,7 +645,14 @@ def test_get_status_frames_swap_and_unsupported_ops(rig):
     _, out = gop(a, GNTTABOP_swap_grant_ref, SWAP_GRANT_REF.pack(8, 9, 0x55))
     assert SWAP_GRANT_REF.unpack(out)[2] == GNTST_eagain
     assert unmap_op(b, h) == GNTST_okay
-    assert gop(a, GNTTABOP_dump_table, struct.pack("<Hh", DOMID_SELF, 0))[0] == -errno.ENOSYS
+    rc, out = gop(a, GNTTABOP_dump_table, struct.pack("<Hh", DOMID_SELF, 0))
+    assert rc == 0 and struct.unpack("<Hh", out)[1] == GNTST_okay
+    assert any(f"grant table for d{a.domid}" in line for line in a.hv.dmesg)
+    assert any("flags 0x0005" in line for line in a.hv.dmesg)          # ref 8: readonly grant
+    rc, out = gop(b, GNTTABOP_dump_table, struct.pack("<Hh", a.domid, 0))
+    assert rc == 0 and struct.unpack("<Hh", out)[1] == GNTST_permission_denied
+    rc, out = gop(a, GNTTABOP_dump_table, struct.pack("<Hh", 0x1234, 0))
+    assert struct.unpack("<Hh", out)[1] == GNTST_bad_domain
     assert gop(a, GNTTABOP_transfer, bytes(24))[0] == -errno.EOPNOTSUPP
     assert gop(a, 99, bytes(8))[0] == -errno.ENOSYS
 

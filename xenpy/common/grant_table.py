@@ -22,7 +22,7 @@ entry.
 Status codes, order of checks and the flag protocol follow current Xen on ARM (xenpy's 4.4 label
 aside): maptrack exhaustion is GNTST_no_space (4.4 said no_device_space), the table is version 1
 from creation (4.4 had a version 0 before first use), an already-mapped grant frame cannot be
-mapped again (-EBUSY; 4.4 aliased it), and GNTTABOP_dump_table is -ENOSYS (Xen dropped it in 2006).
+mapped again (-EBUSY; 4.4 aliased it). GNTTABOP_dump_table prints to the hypervisor console.
 
 Concurrency. The granting guest changes its entries while we read them, from another host thread:
 it fills frame and domid, then sets flags; it revokes with a compare-and-swap of the flags word
@@ -65,13 +65,13 @@ from xenpy.common.event_channel import domain_by_any_id, xsm_target
 from xenpy.common.hypercall import hypercall
 from xenpy.public import errno
 from xenpy.public.grant_table import (
-    CACHE_FLUSH, COPY, COPY_STATUS, GET_STATUS_FRAMES, GET_STATUS_FRAMES_STATUS, GET_VERSION,
+    CACHE_FLUSH, COPY, COPY_STATUS, DUMP_TABLE, GET_STATUS_FRAMES, GET_STATUS_FRAMES_STATUS, GET_VERSION,
     GET_VERSION_VERSION, GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_application_map,
     GNTMAP_contains_pte, GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly, GNTST_bad_copy_arg,
     GNTST_bad_domain, GNTST_bad_gntref, GNTST_bad_handle, GNTST_bad_page, GNTST_bad_virt_addr,
     GNTST_eagain, GNTST_general_error, GNTST_no_space, GNTST_okay, GNTST_permission_denied,
     GNTTAB_CACHE_CLEAN, GNTTAB_CACHE_INVAL, GNTTABOP_CMD_MASK, GNTTABOP_CONTINUATION_ARG_SHIFT,
-    GNTTABOP_cache_flush, GNTTABOP_copy, GNTTABOP_get_status_frames, GNTTABOP_get_version,
+    GNTTABOP_cache_flush, GNTTABOP_copy, GNTTABOP_dump_table, GNTTABOP_get_status_frames, GNTTABOP_get_version,
     GNTTABOP_map_grant_ref, GNTTABOP_query_size, GNTTABOP_set_version, GNTTABOP_setup_table,
     GNTTABOP_swap_grant_ref, GNTTABOP_transfer, GNTTABOP_unmap_and_replace,
     GNTTABOP_unmap_grant_ref, GRANT_ENTRY_V1, GTF_permit_access, GTF_readonly, GTF_reading,
@@ -790,6 +790,28 @@ def query_size(cd: "Domain", dom: int) -> tuple[int, int, int]:
         return GNTST_okay, gt.nr_grant_frames, gt.max_grant_frames
 
 
+def dump_table(cd: "Domain", dom: int) -> int:
+    """GNTTABOP_dump_table: print the domain's grant entries in use to the hypervisor console
+    (the header still defines it, "debugging use only"; Xen's GRANT_DEBUG builds served it)."""
+    d = domain_by_any_id(cd, dom)
+    gt = _table(d)
+    if d is None or gt is None:
+        return GNTST_bad_domain
+    if xsm_target(cd, d):
+        return GNTST_permission_denied
+    log = d.hv.log
+    with gt.lock:
+        log(f"grant table for d{d.domid}: {gt.nr_grant_frames} frames ({gt.max_grant_frames} max),"
+            f" {len(gt.active)} active, {len(gt.maptrack)} maptrack entries")
+        for ref in range(gt.nr_grant_frames * ENTRIES_PER_FRAME):
+            flags, domid, frame = gt.entry(ref)
+            if flags & GTF_type_mask:
+                act = gt.active.get(ref)
+                log(f"  [{ref:#06x}] flags {flags:#06x} domid {domid:5d} frame {frame:#010x}"
+                    f" pin {act.pin if act else 0:#010x}")
+    return GNTST_okay
+
+
 def set_version(d: "Domain", version: int) -> tuple[int, int]:
     """GNTTABOP_set_version for the calling domain: (rc, version now in force)."""
     gt = _table(d)
@@ -1055,6 +1077,12 @@ def do_grant_table_op(v: "Vcpu", args: tuple[int, ...]) -> int:
                 return rc
             cur_ref = 0
         return 0
+    if op == GNTTABOP_dump_table:
+        if count != 1:
+            return -errno.EINVAL
+        dom, _st = DUMP_TABLE.unpack(copy_from_guest(a, uop, DUMP_TABLE.size))
+        _status_at(v, uop + 2, dump_table(d, dom))
+        return 0
     if op == GNTTABOP_transfer:
         return -errno.EOPNOTSUPP                   # no page transfer without PV guests
-    return -errno.ENOSYS                           # dump_table (gone since 2006), unknown ops
+    return -errno.ENOSYS

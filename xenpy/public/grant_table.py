@@ -9,7 +9,7 @@ import struct
 GNTTABOP_map_grant_ref = 0
 GNTTABOP_unmap_grant_ref = 1
 GNTTABOP_setup_table = 2
-GNTTABOP_dump_table = 3            # still in the header; Xen stopped handling it in 2006
+GNTTABOP_dump_table = 3            # "debugging use only": prints the table to the console
 GNTTABOP_transfer = 4
 GNTTABOP_copy = 5
 GNTTABOP_query_size = 6
