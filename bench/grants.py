@@ -20,14 +20,13 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from toolstack.xc import LocalTransport  # noqa: E402
 from toolstack.xengnttab import Xengnttab  # noqa: E402
-from xenpy.board import gntdev  # noqa: E402
 from xenpy.board.privcmd import Privcmd  # noqa: E402
 from xenpy.common import grant_table as gt  # noqa: E402
 from xenpy.common.hypercall import dispatch  # noqa: E402
@@ -44,19 +43,6 @@ HOST_GFN = 0x90000
 BATCH = 16
 
 
-class GntdevTransport(LocalTransport):
-    """The in-process privcmd transport, with op "gntdev" going to the board's handler."""
-
-    def call(self, req: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
-        if req.get("op") == "gntdev":
-            reply, fd = gntdev.handle(self.privcmd.hv, json.loads(json.dumps(req)), self.session)
-            return json.loads(json.dumps(reply)), (os.dup(fd) if fd is not None else None)
-        return super().call(req)
-
-    def close(self) -> None:
-        if "gntdev" in self.session:
-            self.session.pop("gntdev").close()
-        super().close()
 
 
 def domu(hv: Hypervisor, pages: int = 256):
@@ -114,7 +100,7 @@ def main() -> int:
             assert dispatch(v, HYPERVISOR_grant_table_op,
                             (GNTTABOP_unmap_grant_ref, ARG + 64, 1, 0, 0)) == 0
 
-        lib = Xengnttab(GntdevTransport(Privcmd(hv)))
+        lib = Xengnttab(LocalTransport(Privcmd(hv)))
 
         def gntdev_pair() -> None:
             page, handle = lib.map_grant_ref(a.domid, 9)

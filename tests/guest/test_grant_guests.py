@@ -3,14 +3,11 @@ uses the page zero-copy, takes a data abort writing a read-only grant, unmaps; a
 grant entry through its own mapped grant frame and dom0's userspace maps it through gntdev."""
 from __future__ import annotations
 
-import json
-import os
 import struct
 
 from tests.guest.a32 import BASE, DATA, HVC, boot, load32, mov, reg, shutdown, wait_shutdown
 from toolstack.xc import LocalTransport
 from toolstack.xengnttab import Xengnttab
-from xenpy.board import gntdev
 from xenpy.board.privcmd import Privcmd
 from xenpy.common import grant_table as gt
 from xenpy.public.grant_table import (GNTMAP_host_map, GNTMAP_readonly, GTF_permit_access,
@@ -113,19 +110,6 @@ def test_guest_maps_writes_and_unmaps(hv):
     assert b.p2m.lookup(HOST >> 12) is None and b.grant_table.mappings() == []
 
 
-class GntdevTransport(LocalTransport):
-    """LocalTransport with privcmd's op "gntdev" routed to the board's handler."""
-
-    def call(self, req):
-        if req.get("op") == "gntdev":
-            reply, fd = gntdev.handle(self.privcmd.hv, json.loads(json.dumps(req)), self.session)
-            return json.loads(json.dumps(reply)), (os.dup(fd) if fd is not None else None)
-        return super().call(req)
-
-    def close(self) -> None:
-        if "gntdev" in self.session:
-            self.session.pop("gntdev").close()
-        super().close()
 
 
 def test_guest_writes_an_entry_in_its_mapped_frame_and_dom0_maps_it(hv):
@@ -141,7 +125,7 @@ def test_guest_writes_an_entry_in_its_mapped_frame_and_dom0_maps_it(hv):
     wait_shutdown(a)
     assert reg(a, 9) == 0 and a.grant_table.frame_gfn[0] == GNT >> 12
     assert a.grant_table.entry(8) == (GTF_permit_access, 0, PAGE >> 12)
-    lib = Xengnttab(GntdevTransport(Privcmd(hv)))
+    lib = Xengnttab(LocalTransport(Privcmd(hv)))
     page, handle = lib.map_grant_ref(a.domid, 8, writable=False)
     assert page[:4] == b"HELO"
     # The guest sees Xen's in-use flag in its own frame.

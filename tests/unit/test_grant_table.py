@@ -9,7 +9,6 @@ of memory is read through its vCPU's p2m-aware read_phys/write_phys."""
 from __future__ import annotations
 
 import mmap
-import os
 import struct
 import threading
 
@@ -804,20 +803,6 @@ def test_revocation_races_with_mapping(rig):
 
 # -- dom0's gntdev over privcmd --------------------------------------------------------------------
 
-class GntdevTransport(LocalTransport):
-    """LocalTransport with privcmd's op "gntdev" routed to the board's handler."""
-
-    def call(self, req):
-        if req.get("op") == "gntdev":
-            import json
-            reply, fd = gntdev.handle(self.privcmd.hv, json.loads(json.dumps(req)), self.session)
-            return json.loads(json.dumps(reply)), (os.dup(fd) if fd is not None else None)
-        return super().call(req)
-
-    def close(self) -> None:
-        if "gntdev" in self.session:
-            self.session.pop("gntdev").close()
-        super().close()
 
 
 def test_dom0_maps_a_grant_into_userspace(rig):
@@ -825,7 +810,7 @@ def test_dom0_maps_a_grant_into_userspace(rig):
     fill(a, 3, b"for dom0")
     grant(a, 8, 0, 3)
     grant(a, 9, 0, 4, RO)
-    lib = Xengnttab(GntdevTransport(Privcmd(rig.hv)))
+    lib = Xengnttab(LocalTransport(Privcmd(rig.hv)))
     page, h = lib.map_grant_ref(a.domid, 8)
     assert isinstance(page, mmap.mmap) and len(page) == 4096
     assert page[:8] == b"for dom0"
