@@ -232,7 +232,12 @@ class Libxl:
             xs.write(f"{dom}/{key}", value)
         for rw in ("data", "drivers", "feature", "attr", "error"):
             xs.write(f"{dom}/{rw}", "")
-        for rw in ("control/shutdown", "data", "drivers", "feature", "attr", "error"):
+        for rw in ("control/feature-poweroff", "control/feature-reboot", "control/feature-suspend",
+                   "control/sysrq"):
+            xs.write(f"{dom}/{rw}", "")
+        for rw in ("control/shutdown", "control/feature-poweroff", "control/feature-reboot",
+                   "control/feature-suspend", "control/sysrq", "data", "drivers", "feature",
+                   "attr", "error"):
             xs.set_perms(f"{dom}/{rw}", [f"n{domid}"])    # owned by the domain: it may write
         xs.write(f"{vm}/name", cfg.name)
         xs.write(f"{vm}/uuid", str(handle))

@@ -223,10 +223,9 @@ def _pv_shutdown(ns: argparse.Namespace, what: str, verb: str, reason: int) -> i
     lx = libxl()
     domid = find_domain(lx, ns.domain)
     err(f"{verb} domain {domid}")
-    try:
-        lx.xs.read(f"/local/domain/{domid}/control/feature-{what}")
-        has_pv = True
-    except Exception:  # noqa: BLE001 - the guest never announced PV control
+    try:      # the guest announces PV control by writing "1" to the node libxl made for it
+        has_pv = lx.xs.read(f"/local/domain/{domid}/control/feature-{what}") == b"1"
+    except Exception:  # noqa: BLE001 - no such node: nothing announced
         has_pv = False
     if not has_pv and not ns.fallback:
         raise XlError("PV control interface not available: external graceful shutdown not possible.\n"

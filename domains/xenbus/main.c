@@ -11,9 +11,12 @@
  *      it; the commit must then fail with EAGAIN, and the retry commits
  *      counter + 1;
  *   5. with outside=ok|eacces, writes /local/xenbus-test/<domid>, outside
- *      its home: allowed after `xenstore-chmod -r /local b`, EACCES without.
+ *      its home: allowed after `xenstore-chmod -r /local b`, EACCES without;
+ *   6. with control=1, announces PV control (control/feature-poweroff and
+ *      -reboot) after SUCCESS and waits for `xl shutdown` / `xl reboot` to
+ *      write control/shutdown, then shuts itself down with that reason.
  *
- * Bootargs: [dom0=0: skip steps 3 and 4, which need dom0's help]
+ * Bootargs: [dom0=0: skip steps 3 and 4, which need dom0's help] [control=1: step 6]
  *           [outside=ok|eacces: run step 5 expecting that outcome]
  *           [bench=N: then time N of each request kind over the ring]
  */
@@ -214,6 +217,25 @@ static void bench(uint32_t n)
            7 * n);
 }
 
+/* Step 6: a clean shutdown on the toolstack's request, as Linux's xenbus driver does it. */
+static __noreturn void serve_control(void)
+{
+    char req[32];
+
+    check("feature-poweroff", xenbus_write(XBT_NIL, "control/feature-poweroff", "1"));
+    check("feature-reboot", xenbus_write(XBT_NIL, "control/feature-reboot", "1"));
+    check("watch control/shutdown", xenbus_watch("control/shutdown", "control"));
+    printk("xenbus: watching control/shutdown\n");
+    for (;;) {
+        wait_watch("control");
+        if (xenbus_read(XBT_NIL, "control/shutdown", req, sizeof(req)) <= 0 || !req[0])
+            continue;                   /* the watch's first event, or our own acknowledgement */
+        check("acknowledge", xenbus_write(XBT_NIL, "control/shutdown", ""));
+        printk("xenbus: control/shutdown = %s: shutting down\n", req);
+        guest_shutdown(strcmp(req, "reboot") ? SHUTDOWN_poweroff : SHUTDOWN_reboot);
+    }
+}
+
 int main(void)
 {
     char outside[8];
@@ -237,5 +259,9 @@ int main(void)
 
     if (bootarg_int("bench", 0) > 0)
         bench((uint32_t)bootarg_int("bench", 0));
+    if (bootarg_int("control", 0)) {
+        printk("Test result: SUCCESS\n");
+        serve_control();
+    }
     test_success();
 }

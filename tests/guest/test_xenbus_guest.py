@@ -124,3 +124,25 @@ def test_after_chmod_r_local_b_the_guest_writes_outside_its_home(board):
         assert xl("destroy", "xenbus-ok", env=board).returncode == 0
         assert wait_for(lambda: read_or_none(xs, f"/local/xenbus-test/{domid}") is None, 10)
         assert read_or_none(xs, "/local/xenbus-test") is None    # the parent it created too
+
+
+def test_xl_shutdown_and_reboot_reach_a_guest_watching_control_shutdown(board):
+    for verb, letters in (("shutdown", "---s--"), ("reboot", "---sr-")):
+        proc = start(board, 'extra="dom0=0 control=1"', 'on_poweroff="preserve"',
+                     'on_reboot="preserve"', 'name="ctl"')
+        try:
+            assert wait_for(lambda: domid_of("ctl", board) is not None, 30)
+            domid = domid_of("ctl", board)
+            with xs_client(board) as xs:
+                assert wait_for(lambda: read_or_none(
+                    xs, f"/local/domain/{domid}/control/feature-poweroff") == b"1", 30)
+            r = xl(verb, "-w", "ctl", env=board)
+            assert r.returncode == 0, r.stderr
+            out, _ = proc.communicate(timeout=30)
+            expected = "poweroff" if verb == "shutdown" else "reboot"
+            assert f"xenbus: control/shutdown = {expected}: shutting down" in out
+            row = [l.split() for l in xl("list", env=board).stdout.splitlines() if l.startswith("ctl ")]
+            assert row and row[0][4] == letters
+        finally:
+            proc.kill()
+            xl("destroy", "ctl", env=board)
