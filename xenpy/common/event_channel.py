@@ -451,18 +451,29 @@ def bind_ipi(cd: "Domain", vcpu: int) -> int:
     return port
 
 
-def close(cd: "Domain", port: int) -> int:
+@contextmanager
+def _with_peer(cd: "Domain", port: int) -> Iterator[Channel | None]:
+    """Hold the port's domain lock and, for an interdomain channel, its peer's too (both taken in
+    domid order, so two domains working towards each other cannot deadlock); yields the channel,
+    or None for a port that does not exist. A channel rebound between the two steps is looked at
+    again."""
     st: EventChannels = cd.evtchn
     while True:
         with st.lock:
             ch = st.chan(port)
             if ch is None:
-                return -errno.EINVAL
+                yield None
+                return
             peer = ch.remote if ch.state == ECS_INTERDOMAIN else None
         with _locked(cd, peer):
-            if (ch.remote if ch.state == ECS_INTERDOMAIN else None) is not peer:
-                continue              # rebound while no lock was held: look again
-            return _close_locked(cd, ch)
+            if (ch.remote if ch.state == ECS_INTERDOMAIN else None) is peer:
+                yield ch
+                return
+
+
+def close(cd: "Domain", port: int) -> int:
+    with _with_peer(cd, port) as ch:
+        return -errno.EINVAL if ch is None else _close_locked(cd, ch)
 
 
 def _close_locked(d: "Domain", ch: Channel) -> int:
@@ -484,26 +495,19 @@ def _close_locked(d: "Domain", ch: Channel) -> int:
 
 
 def send(cd: "Domain", port: int) -> int:
-    st: EventChannels = cd.evtchn
     kicks: Kicks = []
-    while True:
-        with st.lock:
-            ch = st.chan(port)
-            if ch is None:
-                return -errno.EINVAL
-            peer = ch.remote if ch.state == ECS_INTERDOMAIN else None
-        with _locked(cd, peer):
-            if (ch.remote if ch.state == ECS_INTERDOMAIN else None) is not peer:
-                continue
-            if ch.state == ECS_INTERDOMAIN:
-                assert peer is not None
-                rch = peer.evtchn.chans[ch.remote_port]
-                _set_pending(peer, rch.notify_vcpu_id, rch, kicks)
-            elif ch.state == ECS_IPI:
-                _set_pending(cd, ch.notify_vcpu_id, ch, kicks)
-            elif ch.state != ECS_UNBOUND:     # unbound: the notification is silently dropped
-                return -errno.EINVAL
-            break
+    with _with_peer(cd, port) as ch:
+        if ch is None:
+            return -errno.EINVAL
+        if ch.state == ECS_INTERDOMAIN:
+            peer = ch.remote
+            assert peer is not None
+            rch = peer.evtchn.chans[ch.remote_port]
+            _set_pending(peer, rch.notify_vcpu_id, rch, kicks)
+        elif ch.state == ECS_IPI:
+            _set_pending(cd, ch.notify_vcpu_id, ch, kicks)
+        elif ch.state != ECS_UNBOUND:     # unbound: the notification is silently dropped
+            return -errno.EINVAL
     _flush(kicks)
     return 0
 
