@@ -348,12 +348,24 @@ int evtchn_unmask(evtchn_port_t port)
     return HYPERVISOR_event_channel_op(EVTCHNOP_unmask, &op);
 }
 
+static bool port_has_cpu(evtchn_port_t port)
+{
+    for (unsigned int c = 0; c < NR_CPUS; c++)
+        if (cpu_ports[c][port / 32] & (1U << (port % 32)))
+            return true;
+    return false;
+}
+
 int evtchn_bind(evtchn_port_t port, evtchn_handler_t fn, void *arg)
 {
     uint32_t flags;
 
     if (port == 0 || port >= EVTCHN_NR_PORTS)
         return -XEN_EINVAL;
+    /* A port this runtime did not allocate (the store or console port the toolstack made)
+     * notifies vCPU 0, as every new channel does on Xen, until someone moves it. */
+    if (!port_has_cpu(port))
+        port_set_cpu(port, 0);
     flags = local_irq_save();
     ports[port].arg = arg;
     ports[port].fn = fn;
