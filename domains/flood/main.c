@@ -167,10 +167,7 @@ int main(void)
 
     if (ms < 1)
         test_failure("ms=%ld: must be positive", ms);
-    mmu_identity_map(GUEST_RAM_BASE, 64U << 20, MMU_NORMAL);
-    gic_map();
-    mmu_enable();
-    gic_init();
+    platform_init();
     test_check("evtchn_init", evtchn_init());
     gic_handle_irq();       /* the upcall Xen raises when vcpu_info moves: not the phases' */
     timer_irq_init(on_timer, NULL);

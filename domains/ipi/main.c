@@ -145,10 +145,7 @@ int main(void)
 
     if (rounds < 1 || self < 0)
         test_failure("rounds must be positive and self non-negative");
-    mmu_identity_map(GUEST_RAM_BASE, 64U << 20, MMU_NORMAL);
-    gic_map();
-    mmu_enable();
-    gic_init();
+    platform_init();
     test_check("evtchn_init", evtchn_init());
     irq_set_handler(SGI_PING, on_sgi, NULL);
     irq_set_handler(SGI_SELF, on_self, NULL);

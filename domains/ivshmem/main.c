@@ -230,11 +230,7 @@ int main(void)
 {
     long id, rounds;
 
-    (void)bootargs();                   /* read the device tree while the MMU is off */
-    mmu_identity_map(GUEST_RAM_BASE, 64U << 20, MMU_NORMAL);
-    gic_map();
-    mmu_enable();
-    gic_init();
+    platform_init();
     check("evtchn_init", evtchn_init());
     check("xenbus_init", xenbus_init());
     check("gnttab_init", gnttab_init());

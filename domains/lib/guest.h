@@ -210,6 +210,8 @@ char *strncpy(char *d, const char *s, size_t n);
 
 typedef void (*irq_handler_t)(unsigned int irq, void *arg);
 
+/* Bootargs read, 64 MiB of RAM identity-mapped, the vGIC mapped, MMU on, GIC up (platform.c). */
+void platform_init(void);
 /* Map the vGIC's MMIO as device memory in the shared table (before mmu_enable). */
 void gic_map(void);
 /* Enable the distributor (once per domain, boot vCPU) and this vCPU's CPU

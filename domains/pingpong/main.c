@@ -90,11 +90,7 @@ static domid_t parse_domid(const char *key, long v)
 
 static void setup(void)
 {
-    (void)bootargs();                   /* read the device tree while the MMU is off */
-    mmu_identity_map(GUEST_RAM_BASE, 64U << 20, MMU_NORMAL);
-    gic_map();
-    mmu_enable();
-    gic_init();
+    platform_init();
     timer_irq_init(on_timer, NULL);
     test_check("evtchn_init", evtchn_init());
 }

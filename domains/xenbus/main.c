@@ -240,11 +240,7 @@ int main(void)
 {
     char outside[8];
 
-    (void)bootargs();                   /* read the device tree while the MMU is off */
-    mmu_identity_map(GUEST_RAM_BASE, 64U << 20, MMU_NORMAL);
-    gic_map();
-    mmu_enable();
-    gic_init();
+    platform_init();
     test_check("evtchn_init", evtchn_init());
     test_check("xenbus_init", xenbus_init());
 
