@@ -158,8 +158,11 @@ class Libxl:
                 try:
                     self.xc.vcpu_setaffinity(domid, n, sorted(hard) if hard is not None else None,
                                              sorted(soft) if soft is not None else None)
-                except XcError:
-                    raise CreateError(f"Could not set affinity for vcpu `{n}'.") from None
+                except XcError as e:
+                    nr = self.xc.physinfo()["nr_cpus"]
+                    raise CreateError(f"setting affinity failed on vcpu `{n}': "
+                                      f"{os.strerror(e.errno)} (this host has pCPUs "
+                                      f"0-{nr - 1})") from None
         self._iomem(domid, cfg)
         # The event-channel upcall: PPI 31, level, active low, as libxl sets it for ARM guests.
         self.xc.hvm_param_set(domid, HVM_PARAM_CALLBACK_IRQ, callback_irq_ppi())

@@ -4,6 +4,7 @@
     xenpy boot --sd DIR [SCRIPT] [--foreground] [--layout 4.4|current]
     xenpy shutdown
     xenpy status
+    xenpy proc read|write|list ...     dom0's driver controls (toolstack/proc.py)
 
 Without --sd the board is the default one, sized by the options. With --sd it is a Cubieboard2:
 its firmware (U-Boot) runs SCRIPT (boot.cmd text or a mkimage boot.scr; default: boot.scr from
@@ -152,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --sd: the U-Boot script to run (boot.cmd or a mkimage boot.scr)")
     sub.add_parser("shutdown", help="stop the running board")
     sub.add_parser("status", help="say whether a board is running")
+    sub.add_parser("proc", help="read or write a dom0 driver control, like a /proc file "
+                                "(xenpy proc list)")
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["proc"]:
+        from toolstack.proc import main as proc_main
+        return proc_main(argv[1:])
     ns = p.parse_args(argv)
     if ns.cmd == "boot":
         if ns.sd is not None:

@@ -3,7 +3,10 @@
  * (what an OIL file would generate).
  *
  *   TaskInit       prio 10, autostart: drives PD1 high, starts the heartbeat,
- *                  sends itself an event (an IPI event channel)
+ *                  sends itself an event (an IPI event channel), starts the
+ *                  dom0 command server (pin_server.c)
+ *   TaskCommand    prio 9: serves one dom0 pin command, activated from its
+ *                  event channel's handler
  *   TaskEvent      prio 8: activated by that event's handler (PPI 31, ISR level)
  *   TaskHeartbeat  prio 5: activated by AlarmHeartbeat every period
  *   TaskReport     prio 3: the summary, activated by the N-th heartbeat; it
@@ -16,12 +19,14 @@
  */
 #include "ee.h"
 #include "gpio.h"
+#include "pin_server.h"
 
-enum { TaskInit, TaskEvent, TaskReport, TaskHeartbeat, TaskBackground };
+enum { TaskInit, TaskCommand, TaskEvent, TaskReport, TaskHeartbeat, TaskBackground };
 enum { AlarmHeartbeat };
 enum { ResHeartbeat };
 
 TASK(TaskInit);
+TASK(TaskCommand);
 TASK(TaskEvent);
 TASK(TaskReport);
 TASK(TaskHeartbeat);
@@ -29,6 +34,9 @@ TASK(TaskBackground);
 
 const struct os_task_cfg os_tasks[] = {
     [TaskInit]       = { "TaskInit", FuncTaskInit, 10, 1, true },
+    /* one command is in flight at a time; a spare activation absorbs a
+     * stray notification */
+    [TaskCommand]    = { "TaskCommand", FuncTaskCommand, 9, 2, false },
     [TaskEvent]      = { "TaskEvent", FuncTaskEvent, 8, 1, false },
     [TaskReport]     = { "TaskReport", FuncTaskReport, 3, 1, false },
     /* a few queued activations ride out a host hiccup longer than a period */
@@ -106,6 +114,13 @@ TASK(TaskInit)
                                                     NULL));
     test_check("evtchn_send", evtchn_send((evtchn_port_t)event_port));
     printk("TaskInit: sent an event on port %d\n", event_port);
+    pin_server_start(TaskCommand);      /* the kernel runs on without it */
+    TerminateTask();
+}
+
+TASK(TaskCommand)
+{
+    pin_server_serve();
     TerminateTask();
 }
 

@@ -133,3 +133,29 @@ def test_uart0_prints_lines_a_guest_writes():
     for ch in b"hi\r\n":
         uart.write(1, DwUart.THR, 4, ch)
     assert lines == ["(uart0) d1: hi"] and uart.dll == 13
+
+
+def test_dom0_reads_the_pio_through_devmem_but_not_xens_uart():
+    """privcmd's "devmem": dom0's /dev/mem view of the board's devices (what `xenpy proc read
+    erika-xen/pin_state` uses), refused for the UART Xen keeps and where there is no device."""
+    from toolstack.erika_xen import read_pin
+    from toolstack.xc import LocalTransport
+    from xenpy.board.cubieboard2 import Cubieboard2
+    from xenpy.board.privcmd import Privcmd
+    from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
+    from xenpy.public import errno
+
+    cb = Cubieboard2()
+    hv = Hypervisor(HypervisorConfig(devices=cb.devices(xen_uart=True)))
+    call = Privcmd(hv).call
+    cb.pio_pages.write(at(PD + CFG1), 4, 1 << 16)           # PD12 an output, driven high
+    cb.pio_pages.write(at(PD + DAT), 4, 1 << 12)
+    assert read_pin(12, LocalTransport(Privcmd(hv))) == 1
+    assert read_pin(11, LocalTransport(Privcmd(hv))) == 0
+    assert call({"op": "devmem", "addr": PIO_BASE + PD + DAT})[0] == \
+        {"ret": 0, "out": {"value": 1 << 12}}
+    assert call({"op": "devmem", "addr": PIO_BASE + PD + DAT + 1, "size": 1})[0]["out"] == \
+        {"value": 1 << 4}
+    assert call({"op": "devmem", "addr": 0x01C28000})[0]["ret"] == -errno.EPERM   # Xen's UART
+    assert call({"op": "devmem", "addr": 0x10000000})[0]["ret"] == -errno.ENXIO
+    assert call({"op": "devmem", "addr": PIO_BASE + 2})[0]["ret"] == -errno.EINVAL

@@ -5,6 +5,10 @@ A request is a marshalled hypercall from domain 0: {"op": "domctl" | "sysctl" | 
 {"ret": int, "out": {...}}; mmap_foreign also passes the domain's RAM file descriptor (as privcmd's
 mmap of foreign frames does), so the toolstack writes a guest's memory directly.
 
+One request is not a hypercall: "devmem" reads a register of a board device at its machine
+address, as dom0's /dev/mem does (dom0 keeps the board's devices mapped 1:1, including those it
+passes through; Xen's own console UART excepted).
+
 Framing on the Unix socket: a 4-byte little-endian length, then JSON. The in-process transport
 (tests, the board's own dom0 services) goes through the same encode/decode.
 """
@@ -59,6 +63,8 @@ class Privcmd:
                 return self._gnttab_seed(req), None
             if op == "event_channel_op":
                 return self._event_channel_op(req), None
+            if op == "devmem":
+                return self._devmem(req), None
             if op == "hvm_op":
                 rc, value = hvm.hvm_param_op(dom0, int(req["cmd"]), int(req["domid"]),
                                              int(req["index"]), int(req.get("value", 0)))
@@ -131,6 +137,17 @@ class Privcmd:
             return {"ret": -errno.ENOSYS, "out": {}}
         port = event_channel.alloc_unbound(self.hv.domains[0], int(req["dom"]), int(req["remote_dom"]))
         return {"ret": min(port, 0), "out": {"port": port}}
+
+    def _devmem(self, req: dict[str, Any]) -> dict[str, Any]:
+        addr, size = int(req["addr"]), int(req.get("size", 4))
+        if size not in (1, 2, 4) or addr % size:
+            return {"ret": -errno.EINVAL, "out": {}}
+        for dev in self.hv.config.devices:
+            if dev.base <= addr < dev.base + dev.size:
+                if dev.xen_owned:
+                    return {"ret": -errno.EPERM, "out": {}}
+                return {"ret": 0, "out": {"value": dev.read(0, addr - dev.base, size)}}
+        return {"ret": -errno.ENXIO, "out": {}}
 
     def _gnttab_seed(self, req: dict[str, Any]) -> dict[str, Any]:
         """The domain builder's grant-table seeding (xc_dom_gnttab_seed): the reserved console

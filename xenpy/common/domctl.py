@@ -178,6 +178,8 @@ def setvcpuaffinity(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
         if hard is not None and not hard & frozenset(range(hv.nr_pcpus)):
             return -errno.EINVAL, {}      # no online pCPU left in the mask
         v.hard_affinity = hard
+        if hard is not None and v.running_on is None and v.processor not in hard:
+            v.processor = min(hard & frozenset(range(hv.nr_pcpus)))   # moved while not running
     if flags & D.XEN_VCPUAFFINITY_SOFT:
         v.soft_affinity = _cpumap(u.get("cpumap_soft"), hv.nr_pcpus)
     hv.scheduler.kick()
