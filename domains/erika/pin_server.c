@@ -38,7 +38,6 @@ static union {
 static TaskType server_task;
 static evtchn_port_t port;
 static uint64_t notified_at;            /* CNTVCT at the upcall of the command being served */
-static struct pin_server_stats stats;
 
 static void on_command(evtchn_port_t p, void *arg)
 {
@@ -110,29 +109,19 @@ void pin_server_serve(void)
     uint32_t us;
     long dom0_port = 0;
     int sent;
+    char what[48];
 
     shared.cmd.return_value = rc;
     dsb();                              /* the answer before the notification */
     sent = notify_dom0(&dom0_port);
     us = (uint32_t)udiv64(timer_ticks_to_ns(timer_count() - notified_at), 1000, NULL);
-    stats.commands++;
-    stats.last_us = us;
-    if (us > stats.max_us)
-        stats.max_us = us;
-    stats.total_us += us;
     if (rc == 0)
-        printk("pin server: PD%d -> %s, return 0, dom0 port %ld notified in %u us\n", n,
-               value ? "high" : "low", dom0_port, us);
+        snprintf(what, sizeof(what), "PD%d -> %s, return 0", n, value ? "high" : "low");
     else
-        printk("pin server: PD%d refused: return %d\n", n, rc);
-    if (sent < 0) {
-        stats.unanswered++;
-        printk("pin server: cannot notify dom0 (%s): %s (%d)\n", DOM0_PORT_KEY,
-               xenbus_errname(sent), sent);
-    }
-}
-
-void pin_server_stats(struct pin_server_stats *s)
-{
-    *s = stats;
+        snprintf(what, sizeof(what), "PD%d refused: return %d", n, rc);
+    if (sent < 0)
+        printk("pin server: %s, dom0 not notified (%s: %s)\n", what, DOM0_PORT_KEY,
+               xenbus_errname(sent));
+    else
+        printk("pin server: %s, dom0 port %ld notified in %u us\n", what, dom0_port, us);
 }
