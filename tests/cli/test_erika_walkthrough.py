@@ -66,3 +66,23 @@ def test_the_walkthrough_runs_as_written(tmp_path):
     finally:
         subprocess.run(["bash", "-c", "xenpy shutdown"], cwd=ROOT, env=env, capture_output=True,
                        timeout=60)
+
+
+def test_the_quickstart_demo_shows_the_rtos_next_to_xl_list(tmp_path):
+    """README's quickstart command (its plain-text form, as without a terminal)."""
+    env = {**os.environ, "XENPY_RUNDIR": str(tmp_path / "run")}
+    r = subprocess.run(["python", "examples/erika/demo.py", "--toggles", "2"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout.splitlines()
+    assert "Starting kernel ..." in out
+    listed = out[out.index("--- ERIKA_Enterprise's console ---") - 4:]
+    assert listed[0] == "$ xl list" and listed[3].split()[:4] == ["ERIKA_Enterprise", "1", "512",
+                                                                "1"]
+    console = out[out.index("--- ERIKA_Enterprise's console ---") + 1:out.index(
+        "$ xl destroy ERIKA_Enterprise")]
+    assert "Test result: SUCCESS" in console
+    assert [line.split(",")[0] for line in console if line.startswith("pin server: PD12")] == \
+        ["pin server: PD12 -> high", "pin server: PD12 -> low"]
+    assert out[out.index("$ xenpy proc read erika-xen/pin_state") + 1] == "1"
+    assert out[-2:] == ["$ xenpy shutdown", "xenpy: board stopped"]

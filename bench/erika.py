@@ -1,0 +1,150 @@
+"""The flagship's timing: the ERIKA RTOS domU's alarm jitter and dom0's pin command round trip.
+
+Boots its own Cubieboard2 from examples/cubieboard2/sd (in a temporary run directory), opens
+/local as the guide does, then runs the RTOS twice with the same heartbeat alarm (beats=N,
+period_ms=P):
+- quiet: nobody talks to it; the RTOS's TaskReport gives its alarm lateness;
+- loaded: dom0's erika-xen driver toggles PD12 back to back while the heartbeats run; each
+  command's round trip is timed in dom0, and the RTOS prints its own share (upcall to
+  notify-back, guest time).
+The ratio loaded/quiet says what the command traffic costs the RTOS's timing.
+
+    python bench/erika.py [--beats 300] [--period-ms 10] [--json bench/results/erika.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from toolstack.erika_xen import ErikaXen, ErikaXenError, read_pin  # noqa: E402
+from toolstack.xc import Xc  # noqa: E402
+
+JITTER = re.compile(r"\(d(\d+)\) alarm jitter: min (\d+) us, max (\d+) us, avg (\d+) us "
+                    r"over (\d+) expiries")
+SERVED = re.compile(r"\(d(\d+)\) pin server: PD12 -> \w+, return 0, dom0 port \d+ notified in "
+                    r"(\d+) us")
+
+
+def sh(*args: str) -> str:
+    r = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def create(beats: int, period_ms: int) -> int:
+    sh("toolstack.xl", "create", "examples/erika/erika.cfg",
+       f'extra="beats={beats} period_ms={period_ms}"')
+    for line in sh("toolstack.xl", "list").splitlines():
+        if line.startswith("ERIKA_Enterprise "):
+            return int(line.split()[1])
+    raise SystemExit("the ERIKA domain did not appear in xl list")
+
+
+def wait_log(regex: re.Pattern[str], domid: int, timeout: float) -> list[re.Match[str]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [m for m in regex.finditer(sh("toolstack.xl", "dmesg"))
+                 if int(m.group(1)) == domid]
+        if found:
+            return found
+        time.sleep(0.2)
+    raise SystemExit(f"domain {domid}: no {regex.pattern!r} in {timeout:.0f} s")
+
+
+def jitter(domid: int, timeout: float) -> dict[str, int]:
+    m = wait_log(JITTER, domid, timeout)[-1]
+    return dict(zip(("min_us", "max_us", "avg_us", "expiries"), map(int, m.groups()[1:])))
+
+
+def stats(us: list[float]) -> dict[str, float]:
+    us = sorted(us)
+    return {"mean": round(statistics.fmean(us), 1), "median": round(us[len(us) // 2], 1),
+            "p90": round(us[int(len(us) * 0.9)], 1), "min": round(us[0], 1),
+            "max": round(us[-1], 1)}
+
+
+def run(beats: int, period_ms: int) -> dict:
+    timeout = beats * period_ms / 1000 * 5 + 60
+    quiet = create(beats, period_ms)
+    quiet_jitter = jitter(quiet, timeout)
+    sh("toolstack.xl", "destroy", "ERIKA_Enterprise")
+
+    loaded = create(beats, period_ms)
+    for _ in range(100):                      # the RTOS publishes its port at start
+        try:
+            drv = ErikaXen(loaded)
+            break
+        except ErikaXenError:
+            time.sleep(0.1)
+    else:
+        raise SystemExit("the RTOS never offered its port")
+    rtts: list[float] = []
+    with drv:
+        t_end = time.monotonic() + beats * period_ms / 1000
+        while time.monotonic() < t_end:
+            answer = drv.write(len(rtts) % 2 ^ 1)          # 1, 0, 1, ...
+            assert answer.return_value == 0, answer
+            rtts.append(answer.round_trip_s * 1e6)
+        assert read_pin() == (len(rtts) - 1) % 2 ^ 1, "PD12 does not hold the last value"
+    xc = Xc()                                  # for scale: one privcmd hypercall round trip
+    t = time.perf_counter()
+    for _ in range(200):
+        xc.domain_getinfo(loaded)
+    privcmd_us = (time.perf_counter() - t) / 200 * 1e6
+    xc.close()
+    loaded_jitter = jitter(loaded, timeout)
+    served = [int(m.group(2)) for m in wait_log(SERVED, loaded, 30)]
+    sh("toolstack.xl", "destroy", "ERIKA_Enterprise")
+    return {
+        "heartbeat": {"beats": beats, "period_ms": period_ms},
+        "alarm_jitter_quiet_us": quiet_jitter,
+        "alarm_jitter_loaded_us": loaded_jitter,
+        "jitter_avg_ratio_loaded_to_quiet": round(loaded_jitter["avg_us"] /
+                                                  max(1, quiet_jitter["avg_us"]), 2),
+        "commands": len(rtts),
+        "command_round_trip_us": stats(rtts),
+        "rtos_service_us": stats(served),
+        "commands_per_s": round(len(rtts) / (sum(rtts) / 1e6), 1),
+        "privcmd_domctl_us": round(privcmd_us, 1),
+        "round_trip_in_privcmd_calls": round(statistics.median(rtts) / privcmd_us, 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--beats", type=int, default=300)
+    ap.add_argument("--period-ms", type=int, default=10)
+    ap.add_argument("--json", type=Path, default=ROOT / "bench/results/erika.json")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="xenpy-bench-") as rundir:
+        os.environ["XENPY_RUNDIR"] = rundir
+        os.environ.pop("XENSTORED_PATH", None)
+        sh("xenpy", "boot", "--sd", "examples/cubieboard2/sd")
+        try:
+            sh("toolstack.xenstore_cli", "chmod", "-r", "/local", "b")
+            result = {"machine": f"{platform.machine()} {platform.python_implementation()} "
+                                 f"{platform.python_version()}, {os.cpu_count()} CPUs",
+                      **run(args.beats, args.period_ms)}
+        finally:
+            sh("xenpy", "shutdown")
+    print(json.dumps(result, indent=2))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
