@@ -64,6 +64,7 @@ class A20Pio:
         self.drv = [[0] * 2 for _ in BANKS]
         self.pull = [[0] * 2 for _ in BANKS]
         self.inputs: dict[tuple[int, int], int] = {}   # levels driven from outside
+        self._dat_cache: dict[int, int] = {}                # bank -> DAT as read (levels)
         self._unmodelled: set[int] = set()
 
     # -- register masks: only pins the bank has -------------------------------------------------
@@ -104,7 +105,12 @@ class A20Pio:
         return 0       # a peripheral drives it: not modelled, reads as low
 
     def _levels(self, bank: int) -> int:
-        return sum(self._level(bank, n) << n for n in range(PINS[BANKS[bank]]))
+        """DAT as read: every pin's level (cached until the bank or an input changes)."""
+        levels = self._dat_cache.get(bank)
+        if levels is None:
+            levels = sum(self._level(bank, n) << n for n in range(PINS[BANKS[bank]]))
+            self._dat_cache[bank] = levels
+        return levels
 
     def level(self, pin: str) -> int:
         """The electrical level of a pin: what it drives as an output, what it sees as an input."""
@@ -127,6 +133,7 @@ class A20Pio:
         """Drive an input pin from outside the board (a button, a jumper); None: let it float."""
         bank, n = parse_pin(pin)
         with self._lock:
+            self._dat_cache.pop(bank, None)
             if level is None:
                 self.inputs.pop((bank, n), None)
             else:
@@ -153,18 +160,24 @@ class A20Pio:
         if bank >= len(BANKS):
             return
         with self._lock:
-            before = {n: (self._func(bank, n), self._level(bank, n))
-                      for n in range(PINS[BANKS[bank]])}
             mask = self._mask(bank, reg) & lanes
             if reg < DAT:
-                row, i = self.cfg[bank], reg // 4
+                row, i, first, bits = self.cfg[bank], reg // 4, reg // 4 * 8, 4
             elif reg == DAT:
-                row, i = self.dat, bank
+                row, i, first, bits = self.dat, bank, 0, 1
             elif reg < PULL0:
-                row, i = self.drv[bank], (reg - DRV0) // 4
+                row, i, first, bits = self.drv[bank], (reg - DRV0) // 4, 0, 0   # no level
             else:
-                row, i = self.pull[bank], (reg - PULL0) // 4
-            row[i] = (row[i] & ~mask) | (value & mask)
+                row, i, first, bits = self.pull[bank], (reg - PULL0) // 4, (reg - PULL0) // 4 * 16, 2
+            new = (row[i] & ~mask) | (value & mask)
+            changed = row[i] ^ new
+            # Only the pins whose field changed can change function or level.
+            pins = [first + k for k in range(32 // bits) if changed >> (k * bits) & ((1 << bits) - 1)] \
+                if bits else []
+            before = {n: (self._func(bank, n), self._level(bank, n)) for n in pins}
+            row[i] = new
+            if changed:
+                self._dat_cache.pop(bank, None)
             changes = []
             for n, (func, lvl) in before.items():
                 func2, lvl2 = self._func(bank, n), self._level(bank, n)
@@ -208,10 +221,13 @@ class PioPages:
         return 0
 
     def read(self, offset: int, size: int, who: str = "") -> int:
+        regs: dict[int, int] = {}
         value = 0
         for i in range(size):
             reg, lane = (offset + i) & ~3, (offset + i) & 3
-            value |= (self._reg_read(reg, who) >> (8 * lane) & 0xFF) << (8 * i)
+            if reg not in regs:
+                regs[reg] = self._reg_read(reg, who)
+            value |= (regs[reg] >> (8 * lane) & 0xFF) << (8 * i)
         return value
 
     def write(self, offset: int, size: int, value: int, who: str = "") -> None:
