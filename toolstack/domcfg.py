@@ -329,9 +329,17 @@ def _affinity(r: _Reader, key: str, maxvcpus: int, nr_cpus: int | None,
     return result
 
 
-def _resolve(path: str | None) -> str | None:
-    # xl hands the path to libxl, which opens it from xl's working directory.
-    return None if path is None else os.path.abspath(path)
+def _resolve(path: str | None, cfg_file: str | None) -> str | None:
+    """xl hands the path to libxl, which opens it from xl's working directory. Unlike xl, a
+    relative path missing there is also looked for beside the config file, so an example
+    directory (a cfg next to its image) works from anywhere."""
+    if path is None:
+        return None
+    here = os.path.abspath(path)
+    if os.path.isabs(path) or os.path.exists(here) or not cfg_file:
+        return here
+    beside = os.path.join(os.path.dirname(os.path.abspath(cfg_file)), path)
+    return beside if os.path.exists(beside) else here
 
 
 def domain_config_from_cfg(cfg: Cfg, nr_cpus: int | None = None
@@ -478,7 +486,8 @@ def domain_config_from_cfg(cfg: Cfg, nr_cpus: int | None = None
 
     dc = DomainConfig(
         name=name, source=cfg.filename, type="pvh", uuid=uuid,
-        kernel=_resolve(kernel), ramdisk=_resolve(ramdisk), device_tree=_resolve(device_tree),
+        kernel=_resolve(kernel, cfg.filename), ramdisk=_resolve(ramdisk, cfg.filename),
+        device_tree=_resolve(device_tree, cfg.filename),
         cmdline=cmdline, memory=memory, maxmem=maxmem, vcpus=vcpus, maxvcpus=maxvcpus,
         cpus=cpus, cpus_soft=cpus_soft, iomem=iomem, irqs=irqs, dtdev=dtdev,
         max_grant_frames=max_grant_frames, max_maptrack_frames=max_maptrack_frames,

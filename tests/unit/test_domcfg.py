@@ -357,3 +357,19 @@ def test_to_json_shape(cfgdir: Path) -> None:
     assert b["arch_arm"] == {"gic_version": "default", "vuart": "unknown"}
     assert j["on_reboot"] == "restart_rename" and j["on_soft_reset"] == "soft_reset"
     json.dumps(j)
+
+
+def test_a_relative_kernel_is_found_from_the_working_directory_or_beside_the_cfg(tmp_path,
+                                                                                 monkeypatch):
+    (tmp_path / "guest").mkdir()
+    (tmp_path / "guest" / "k.zImage").write_bytes(b"x")
+    cfg = tmp_path / "guest" / "g.cfg"
+    cfg.write_text('name = "g"\nkernel = "k.zImage"\nmemory = 16\n')
+    monkeypatch.chdir(tmp_path / "guest")                   # as xl finds it
+    assert load_domain_config("g.cfg")[0].kernel == str(tmp_path / "guest" / "k.zImage")
+    monkeypatch.chdir(tmp_path)                             # and from elsewhere, beside the cfg
+    assert load_domain_config("guest/g.cfg")[0].kernel == str(tmp_path / "guest" / "k.zImage")
+    (tmp_path / "k.zImage").write_bytes(b"y")               # the working directory wins
+    assert load_domain_config("guest/g.cfg")[0].kernel == str(tmp_path / "k.zImage")
+    cfg.write_text('name = "g"\nkernel = "none.zImage"\nmemory = 16\n')
+    assert load_domain_config("guest/g.cfg")[0].kernel == str(tmp_path / "none.zImage")
