@@ -53,6 +53,8 @@ class Vcpu:
         self.vcpu_info_offset = 0
         self.runstate_va: int | None = None       # VCPUOP_register_runstate_memory_area
         self.timer_deadline: int | None = None    # host ns of its next armed timer
+        self.timer_fired: int | None = None       # the deadline the ticker last acted on
+        self.masked_poll_ns = 0                   # when to look again at an interrupt it masks
         self.runstate = RUNSTATE_offline
         self.runstate_entry = time.monotonic_ns()
         self.runstate_time = [0, 0, 0, 0]         # ns in running, runnable, blocked, offline

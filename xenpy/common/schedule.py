@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from xenpy.common.hypervisor import Hypervisor
 
 MASKED_POLL_NS = 200_000    # how often a vCPU with an interrupt pending behind CPSR.I is looked at
+# A host timed wait overshoots by its timer slack (150-200 us measured here): for a guest timer
+# deadline the ticker wakes this much early and yields until the deadline instead.
+TIMER_EARLY_NS = int(__import__("os").environ.get("XENPY_TIMER_EARLY_NS", "250000"))
 
 
 
@@ -175,6 +178,11 @@ class Scheduler:
                                 RUNSTATE_runnable if v.online else RUNSTATE_offline)
                 self.cond.notify_all()
 
+    def masked_irq(self, v: "Vcpu") -> None:
+        """v resumed with an interrupt behind CPSR.I: the ticker looks again in MASKED_POLL_NS."""
+        v.masked_poll_ns = time.monotonic_ns() + MASKED_POLL_NS
+        self._tick_event.set()
+
     def timers_changed(self) -> None:
         """A vCPU's timer deadline moved: the ticker recomputes when to wake."""
         self._tick_event.set()
@@ -186,6 +194,7 @@ class Scheduler:
             next_ns = now_ns + int(self.slice_s / 2 * 1e9)
             now = time.monotonic()
             due: list["Vcpu"] = []
+            timer_ns = None                      # the earliest guest timer deadline ahead
             with self.cond:
                 for cpu, v in enumerate(self.current):
                     if v is None or v.arch is None:
@@ -194,28 +203,41 @@ class Scheduler:
                         v.arch.stop()
                     elif v.domain.vgic is not None and v.domain.vgic.has_deliverable(v.vcpu_id):
                         # Pending behind CPSR.I: the guest unmasks without trapping, so look
-                        # again soon; run() delivers it as soon as CPSR.I is clear.
-                        v.arch.stop()
-                        next_ns = min(next_ns, now_ns + MASKED_POLL_NS)
+                        # again every MASKED_POLL_NS; run() delivers it once CPSR.I is clear.
+                        if now_ns >= v.masked_poll_ns:
+                            v.arch.stop()
+                            v.masked_poll_ns = now_ns + MASKED_POLL_NS
+                        next_ns = min(next_ns, v.masked_poll_ns)
                 for d in list(self.hv.domains.values()):
                     for v in d.vcpus:
+                        # Never cleared here: the vCPU may have set its next deadline since.
                         t = v.timer_deadline
-                        if t is None:
+                        if t is None or t == v.timer_fired:
                             continue
                         if t <= now_ns:
+                            v.timer_fired = t
                             due.append(v)
-                        else:
-                            next_ns = min(next_ns, t)
+                        elif timer_ns is None or t < timer_ns:
+                            timer_ns = t
             for v in due:
-                v.timer_deadline = None
                 if v.running_on is not None and v.arch is not None:
                     v.arch.stop()                # it samples its timer on the way out
                 else:
                     sample_timers(v)             # raises the PPI; the vGIC's kick wakes it
+            self._sleep_until(next_ns, timer_ns)
+
+    def _sleep_until(self, next_ns: int, timer_ns: int | None) -> None:
+        """Until next_ns (roughly) or a guest timer deadline (closely), or a timers_changed()."""
+        if timer_ns is not None and timer_ns - TIMER_EARLY_NS < next_ns:
+            delay = (timer_ns - TIMER_EARLY_NS - time.monotonic_ns()) / 1e9
+            if delay <= 0 or not self._tick_event.wait(delay):
+                while time.monotonic_ns() < timer_ns and not self._tick_event.is_set():
+                    time.sleep(0)                # yields the GIL; the pCPUs run meanwhile
+        else:
             delay = (next_ns - time.monotonic_ns()) / 1e9
             if delay > 0:
                 self._tick_event.wait(delay)
-                self._tick_event.clear()
+        self._tick_event.clear()
 
     def _waiting_for(self, cpu: int, current: "Vcpu") -> bool:
         for d in list(self.hv.domains.values()):

@@ -121,6 +121,9 @@ class ArmVcpu:
         self._retranslate = False
         self._hint_pc: int | None = None
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
+        # Called when run() resumes with an interrupt waiting behind CPSR.I: unmasking does not
+        # trap, so someone must look again soon.
+        self.irq_masked: Callable[[], None] = lambda: None
         self.p2m_extra: dict = {}      # the domain's P2M.extra: frames mapped over or beside RAM
         self._stop_requested = False
         self._exit: Exit | None = None
@@ -171,9 +174,12 @@ class ArmVcpu:
         while True:
             self._stop_requested = False
             pc, cpsr = self._pc_cpsr.read()
-            if not cpsr & PSR_I and self.irq_pending():
-                self.inject(Vector.IRQ, pc)       # the guest takes the interrupt first
-                pc, cpsr = self._pc_cpsr.read()
+            if self.irq_pending():
+                if cpsr & PSR_I:
+                    self.irq_masked()
+                else:
+                    self.inject(Vector.IRQ, pc)   # the guest takes the interrupt first
+                    pc, cpsr = self._pc_cpsr.read()
             pc |= 1 if cpsr & PSR_T else 0
             try:
                 self.uc.emu_start(pc, UNTIL)
