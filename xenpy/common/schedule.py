@@ -179,9 +179,12 @@ class Scheduler:
                 self.cond.notify_all()
 
     def masked_irq(self, v: "Vcpu") -> None:
-        """v resumed with an interrupt behind CPSR.I: the ticker looks again in MASKED_POLL_NS."""
-        v.masked_poll_ns = time.monotonic_ns() + MASKED_POLL_NS
-        self._tick_event.set()
+        """v resumed with an interrupt behind CPSR.I: the ticker looks again in MASKED_POLL_NS
+        (unless a look is already due by then)."""
+        now = time.monotonic_ns()
+        if v.masked_poll_ns <= now:
+            v.masked_poll_ns = now + MASKED_POLL_NS
+            self._tick_event.set()
 
     def timers_changed(self) -> None:
         """A vCPU's timer deadline moved: the ticker recomputes when to wake."""

@@ -122,8 +122,10 @@ class ArmVcpu:
         self._hint_pc: int | None = None
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
         # Called when run() resumes with an interrupt waiting behind CPSR.I: unmasking does not
-        # trap, so someone must look again soon.
+        # trap, so someone must look again soon. Not after a WFI: a guest that waits with IRQs
+        # masked takes the interrupt from its GIC itself once it runs on.
         self.irq_masked: Callable[[], None] = lambda: None
+        self._halted = False
         self.p2m_extra: dict = {}      # the domain's P2M.extra: frames mapped over or beside RAM
         self._stop_requested = False
         self._exit: Exit | None = None
@@ -171,15 +173,17 @@ class ArmVcpu:
     def run(self) -> Exit:
         """Run guest code until it traps to the scheduler. Faults are reflected to the guest."""
         self._exit = None
+        woken, self._halted = self._halted, False
         while True:
             self._stop_requested = False
             pc, cpsr = self._pc_cpsr.read()
             if self.irq_pending():
-                if cpsr & PSR_I:
-                    self.irq_masked()
-                else:
+                if not cpsr & PSR_I:
                     self.inject(Vector.IRQ, pc)   # the guest takes the interrupt first
                     pc, cpsr = self._pc_cpsr.read()
+                elif not woken:
+                    self.irq_masked()
+            woken = False
             pc |= 1 if cpsr & PSR_T else 0
             try:
                 self.uc.emu_start(pc, UNTIL)
@@ -219,6 +223,7 @@ class ArmVcpu:
                 self._retranslate = False
                 continue
             if self._after_wfi():
+                self._halted = True
                 return Exit.WFI
             return Exit.PREEMPTED
 
