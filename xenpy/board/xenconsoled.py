@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from toolstack.xs import XsError
 from xenpy.board.evtchn_dev import EvtchnDevice
 from xenpy.board.gntdev import GntdevDevice
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE
@@ -53,11 +54,17 @@ class XenConsoled:
 
     def _watch(self) -> None:
         xs = self._xs_factory()
-        xs.watch("@introduceDomain", "introduce")
-        xs.watch("@releaseDomain", "release")
-        while not self._stop.is_set():
-            if xs.read_watch(0.5) is not None:
-                self._scan(xs)
+        try:
+            xs.watch("@introduceDomain", "introduce")
+            xs.watch("@releaseDomain", "release")
+            while not self._stop.is_set():
+                if xs.read_watch(0.5) is not None:
+                    self._scan(xs)
+        except XsError as e:      # xenstored went away: the board is stopping, or it is lost
+            if not self._stop.is_set():
+                self.hv.log(f"xenconsoled: {e}; consoles of new domains are not attached")
+        finally:
+            xs.close()
 
     def _scan(self, xs) -> None:
         attached = {c.domid for c in self.consoles.values()}
