@@ -38,6 +38,7 @@ DOM0_PORT = 7                   # what the original RTOS binds to
 PIN = 12                        # PD12, the demo's LED pin
 PIO_DAT_D = 0x01C20800 + 3 * 0x24 + 0x10    # A20 PIO: bank D's data register
 CMD = struct.Struct("<iii")     # pin_number, pin_value, return_value
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 POLL_S = 0.25                   # how often a waiting write checks that the RTOS still lives
 
 
@@ -136,9 +137,10 @@ class ErikaXen:
             if domid == 0:
                 raise ErikaXenError(f"{TASK_PORT_KEY} was written by dom0, not by an RTOS "
                                     f"domain: name the domain (--domain)")
-        if self._state(domid):
+        state = self._state(domid)
+        if state:
             raise ErikaXenError(f"domain {domid}, which published {TASK_PORT_KEY} = {value}, "
-                                f"{self._state(domid)}")
+                                f"{state}")
         return domid, int(value)
 
     def _alloc_port(self) -> int:
@@ -162,6 +164,8 @@ class ErikaXen:
 
     def write(self, value: int, pin: int = PIN, timeout: float = 5.0) -> Answer:
         """Have the RTOS drive PD<pin> to `value`; wait for its answer (ErikaXenError if none)."""
+        if not (INT32_MIN <= pin <= INT32_MAX and INT32_MIN <= value <= INT32_MAX):
+            raise ErikaXenError(f"PD{pin} <- {value}: the page holds 32-bit signed integers")
         who = self.who()
         self._drain()
         CMD.pack_into(self.page, 0, pin, value, 0)

@@ -80,6 +80,10 @@ def test_a_pin_the_a20_lacks_comes_back_as_return_value(board, erika):
                         f"{erika}) refused PD28 <- 1: return_value -22 (Invalid argument)\n")
     refused = f"(d{erika}) pin server: PD28 refused: return -22, dom0 port 7 notified in "
     assert wait_for(lambda: refused in "\n".join(dmesg(board)))
+    # What does not fit the page's int32s never reaches it.
+    r = proc("write", "erika-xen/pin_state", str(1 << 31), env=board)
+    assert (r.returncode, r.stderr) == (1, "xenpy proc: erika-xen/pin_state: PD12 <- 2147483648: "
+                                           "the page holds 32-bit signed integers\n")
 
 
 def test_the_rtos_reads_dom0s_port_from_the_key_when_7_is_taken(board, erika):
