@@ -120,7 +120,10 @@ def test_a_paused_rtos_times_out_and_a_killed_one_is_a_clear_error(board, erika)
                                "erika-xen/pin_state", "1", "--timeout", "60"], cwd=ROOT,
                               env=board, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
-    time.sleep(1.0)
+    # In flight once the driver has published its port (then it binds, maps and notifies).
+    assert wait_for(lambda: run("toolstack.xenstore_cli", "read", "/local/linux_erika_evtchn",
+                                env=board).returncode == 0, 30)
+    time.sleep(0.5)
     assert writer.poll() is None                        # waiting for the answer
     t0 = time.monotonic()
     assert xl("destroy", "ERIKA_Enterprise", env=board).returncode == 0
