@@ -117,6 +117,7 @@ class P2M:
             late = [v for v in self.d.vcpus if v is not me and v.p2m_pending]
             if not late or time.monotonic() > deadline:
                 return
+            running = False
             for v in late:
                 if sched.try_hold(v):           # off its pCPU: change it from here
                     try:
@@ -125,4 +126,6 @@ class P2M:
                         sched.release([v])
                 elif v.arch is not None:
                     v.arch.stop()               # it applies the queue before running again
-            time.sleep(0.0002)
+                    running = True
+            if running:
+                time.sleep(0.0002)
