@@ -1,0 +1,104 @@
+"""The README's performance tables, from the benchmarks' JSON results (bench/results/*.json).
+
+    python bench/report.py              print the tables (markdown)
+    python bench/report.py --readme     rewrite them in README.md, between its markers
+
+Run the benchmarks first (each writes its JSON); nothing here measures anything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench/results"
+BEGIN, END = "<!-- bench/report.py: begin -->", "<!-- bench/report.py: end -->"
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def tables() -> str:
+    fl, gr, gc = load("first_light"), load("grants"), load("gntcmd")
+    irq, xs, er = load("interrupts"), load("xenstore"), load("erika")
+    rtt, q, ld = er["command_round_trip_us"], er["alarm_jitter_quiet_us"], er["alarm_jitter_loaded_us"]
+    out = [
+        table(("measure (`python bench/first_light.py`)", "bare Unicorn", "xenpy", "ratio"), [
+            ("A32 integer loop, 1G instructions", f"{fl['compute_mips_bare']:.0f} MIPS",
+             f"{fl['compute_mips_xenpy']:.0f} MIPS", f"{fl['compute_ratio']:.2f} (target >= 0.9)"),
+            ("null hypercall round trip vs the bare HVC trap", f"{fl['hypercall_us_bare_trap']:.2f} us",
+             f"{fl['hypercall_us_xenpy']:.2f} us", f"{fl['hypercall_ratio']:.2f} (target <= 2)"),
+            ("`xl create` to the guest's first console line", "",
+             f"{fl['create_to_first_line_ms']:.0f} ms in-process, "
+             f"{fl['xl_create_c_cli_total_ms'] / 1000:.1f} s for the `xl create -c` command", ""),
+        ]),
+        table(("measure (`python bench/interrupts.py`)", "value"), [
+            ("event-channel round trip between two domUs",
+             f"{irq['evtchn_rtt_avg_us']:.0f} us avg ({irq['evtchn_rtt_min_us']:.0f} min), "
+             f"{irq['evtchn_rtt_over_null_hypercall']:.0f} x a guest-timed null hypercall"),
+            ("1 ms virtual-timer tick lateness p50 / p90 / p99",
+             f"{irq['timer_p50_us']:.0f} / {irq['timer_p90_us']:.0f} / {irq['timer_p99_us']:.0f} us"),
+            ("timer / self-SGI interrupts a guest can take",
+             f"{irq['maxrate_interrupts_per_s']:.0f} / {irq['self_sgi_per_s']:.0f} per second"),
+            ("vCPU to vCPU round trip, event-channel IPI / SGI",
+             f"{irq['ipi_evtchn_rtt_avg_us']:.0f} / {irq['ipi_sgi_rtt_avg_us']:.0f} us"),
+        ]),
+        table(("measure (`python bench/grants.py`, `python bench/gntcmd.py`)", "value"), [
+            ("grant map + unmap pairs per second: hypercall / dom0 gntdev",
+             f"{gr['map_unmap_pairs_per_s_hypercall']:.0f} / "
+             f"{gr['map_unmap_pairs_per_s_dom0_gntdev']:.0f}"),
+            ("GNTTABOP_copy throughput (4 KiB, batches of 16)",
+             f"{gr['copy_mb_per_s_hypercall_4k_batch16']:.0f} MB/s"),
+            ("dom0 command to a domU through a granted page and an event channel, round trip",
+             f"{gc['round_trip_us']['median']:.0f} us median ({gc['round_trip_us']['min']:.0f} "
+             f"min), {gc['commands_per_s']:.0f} commands/s"),
+        ]),
+        table(("measure (`python bench/erika.py`: the Cubieboard2 flagship)", "value"), [
+            (f"ERIKA's {er['heartbeat']['period_ms']} ms heartbeat alarm, lateness avg / max: "
+             "quiet / dom0 toggling PD12 non-stop",
+             f"{q['avg_us']} / {q['max_us']} us, {ld['avg_us']} / {ld['max_us']} us "
+             f"(ratio {er['jitter_avg_ratio_loaded_to_quiet']:.2f})"),
+            ("dom0 pin command round trip (`erika-xen` driver -> RTOS -> A20 GPIO -> notify-back)",
+             f"{rtt['median']:.0f} us median ({rtt['min']:.0f} min), {er['commands_per_s']:.0f} "
+             f"commands/s = {er['round_trip_in_privcmd_calls']:.1f} privcmd calls"),
+            ("the RTOS's share: upcall to notify-back, incl. its XenStore read and bind/send/close",
+             f"{er['rtos_service_us']['median']:.0f} us median"),
+        ]),
+        table(("XenStore operations per second (`python bench/xenstore.py`)", "dom0 socket",
+               "guest ring"),
+              [(name, f"{xs['socket'][key]:.0f}", f"{xs['ring'][key]:.0f}")
+               for name, key in (("read", "read"), ("write", "write"), ("directory", "directory"),
+                                 ("transaction (start, read, write, commit)", "transaction"))]),
+    ]
+    return "\n\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--readme", action="store_true", help="rewrite the tables in README.md")
+    args = ap.parse_args()
+    text = tables()
+    if not args.readme:
+        print(text)
+        return 0
+    readme = ROOT / "README.md"
+    s = readme.read_text()
+    if BEGIN not in s or END not in s:
+        print(f"bench/report.py: README.md has no {BEGIN} ... {END} markers", file=sys.stderr)
+        return 1
+    head, rest = s.split(BEGIN, 1)
+    readme.write_text(f"{head}{BEGIN}\n{text}\n{END}{rest.split(END, 1)[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
