@@ -215,13 +215,19 @@ class Scheduler:
                     for v in d.vcpus:
                         # Never cleared here: the vCPU may have set its next deadline since.
                         t = v.timer_deadline
-                        if t is None or t == v.timer_fired:
+                        if t is None:
                             continue
-                        if t <= now_ns:
-                            v.timer_fired = t
+                        if t > now_ns:
+                            timer_ns = t if timer_ns is None else min(timer_ns, t)
+                        elif t != v.timer_fired or (v.running_on is not None
+                                                    and now_ns >= v.timer_retry_ns):
+                            # A running vCPU that has not sampled this deadline yet is stopped
+                            # again every MASKED_POLL_NS: a stop landing between two
+                            # emu_starts is lost.
+                            v.timer_fired, v.timer_retry_ns = t, now_ns + MASKED_POLL_NS
                             due.append(v)
-                        elif timer_ns is None or t < timer_ns:
-                            timer_ns = t
+                        if t == v.timer_fired and v.running_on is not None:
+                            next_ns = min(next_ns, v.timer_retry_ns)
             for v in due:
                 if v.running_on is not None and v.arch is not None:
                     v.arch.stop()                # it samples its timer on the way out
