@@ -30,12 +30,14 @@ def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 def tables() -> str:
     fl, gr, gc = load("first_light"), load("grants"), load("gntcmd")
     irq, xs, er = load("interrupts"), load("xenstore"), load("erika")
-    rtt, q, ld = er["command_round_trip_us"], er["alarm_jitter_quiet_us"], er["alarm_jitter_loaded_us"]
+    rtt = er["command_round_trip_us"]
+    q, ld = er["alarm_jitter_quiet_us"], er["alarm_jitter_loaded_us"]
     out = [
         table(("measure (`python bench/first_light.py`)", "bare Unicorn", "xenpy", "ratio"), [
             ("A32 integer loop, 1G instructions", f"{fl['compute_mips_bare']:.0f} MIPS",
              f"{fl['compute_mips_xenpy']:.0f} MIPS", f"{fl['compute_ratio']:.2f} (target >= 0.9)"),
-            ("null hypercall round trip vs the bare HVC trap", f"{fl['hypercall_us_bare_trap']:.2f} us",
+            ("null hypercall round trip vs the bare HVC trap",
+             f"{fl['hypercall_us_bare_trap']:.2f} us",
              f"{fl['hypercall_us_xenpy']:.2f} us", f"{fl['hypercall_ratio']:.2f} (target <= 2)"),
             ("`xl create` to the guest's first console line", "",
              f"{fl['create_to_first_line_ms']:.0f} ms in-process, "
@@ -46,7 +48,8 @@ def tables() -> str:
              f"{irq['evtchn_rtt_avg_us']:.0f} us avg ({irq['evtchn_rtt_min_us']:.0f} min), "
              f"{irq['evtchn_rtt_over_null_hypercall']:.0f} x a guest-timed null hypercall"),
             ("1 ms virtual-timer tick lateness p50 / p90 / p99",
-             f"{irq['timer_p50_us']:.0f} / {irq['timer_p90_us']:.0f} / {irq['timer_p99_us']:.0f} us"),
+             f"{irq['timer_p50_us']:.0f} / {irq['timer_p90_us']:.0f} / "
+             f"{irq['timer_p99_us']:.0f} us"),
             ("timer / self-SGI interrupts a guest can take",
              f"{irq['maxrate_interrupts_per_s']:.0f} / {irq['self_sgi_per_s']:.0f} per second"),
             ("vCPU to vCPU round trip, event-channel IPI / SGI",

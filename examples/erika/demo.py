@@ -13,6 +13,7 @@ import argparse
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -166,6 +167,10 @@ def main() -> int:
     if "XENPY_RUNDIR" not in os.environ:
         os.environ["XENPY_RUNDIR"] = tempfile.mkdtemp(prefix="xenpy-erika-")
     os.environ.pop("XENSTORED_PATH", None)
+    # The commands are the installed xl / xenpy / xenstore-*: find them beside this Python even
+    # when its scripts directory is not on PATH (a venv not activated, a --user install).
+    scripts = [sysconfig.get_path("scripts"), sysconfig.get_path("scripts", f"{os.name}_user")]
+    os.environ["PATH"] = os.pathsep.join([*scripts, os.environ.get("PATH", "")])
     demo = Demo(live=sys.stdout.isatty())
     try:
         if not demo.live:

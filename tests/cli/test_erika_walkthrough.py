@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
+import sysconfig
 
 import pytest
 
@@ -52,7 +54,9 @@ def test_the_readme_has_the_whole_story():
 
 
 def test_the_walkthrough_runs_as_written(tmp_path):
-    env = {**os.environ, "XENPY_RUNDIR": str(tmp_path / "run")}
+    env = {**os.environ, "XENPY_RUNDIR": str(tmp_path / "run"),
+           # the installed commands, even when this Python's environment is not activated
+           "PATH": os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])}
     env.pop("XENSTORED_PATH", None)
     try:
         for command, expected in steps(README.read_text()):
@@ -71,8 +75,8 @@ def test_the_walkthrough_runs_as_written(tmp_path):
 def test_the_quickstart_demo_shows_the_rtos_next_to_xl_list(tmp_path):
     """README's quickstart command (its plain-text form, as without a terminal)."""
     env = {**os.environ, "XENPY_RUNDIR": str(tmp_path / "run")}
-    r = subprocess.run(["python", "examples/erika/demo.py", "--toggles", "2"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=180)
+    r = subprocess.run([sys.executable, "examples/erika/demo.py", "--toggles", "2"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout.splitlines()
     assert "Starting kernel ..." in out
