@@ -132,15 +132,18 @@ class ErikaXen:
                                 f"before `xl create`)") from None
         if not value.isdigit() or not 0 < int(value) < 4096:
             raise ErikaXenError(f"{TASK_PORT_KEY} = {value!r}: not an event-channel port")
+        writer = int(owner[1:])
         if domid is None:
-            domid = int(owner[1:])
-            if domid == 0:
+            if writer == 0:
                 raise ErikaXenError(f"{TASK_PORT_KEY} was written by dom0, not by an RTOS "
                                     f"domain: name the domain (--domain)")
+            domid = writer
+        elif writer not in (0, domid):
+            raise ErikaXenError(f"{TASK_PORT_KEY} = {value} was published by domain {writer}, "
+                                f"not by domain {domid}")
         state = self._state(domid)
         if state:
-            raise ErikaXenError(f"domain {domid}, which published {TASK_PORT_KEY} = {value}, "
-                                f"{state}")
+            raise ErikaXenError(f"{TASK_PORT_KEY} = {value} is stale: domain {domid} {state}")
         return domid, int(value)
 
     def _alloc_port(self) -> int:

@@ -86,6 +86,15 @@ def test_a_pin_the_a20_lacks_comes_back_as_return_value(board, erika):
                                            "the page holds 32-bit signed integers\n")
 
 
+def test_domain_names_the_rtos_and_a_wrong_one_is_refused(board, erika):
+    r = proc("write", "erika-xen/pin_state", "1", "--domain", str(erika), env=board)
+    assert r.returncode == 0, r.stderr
+    r = proc("write", "erika-xen/pin_state", "1", "--domain", "0", env=board)
+    assert r.returncode == 1
+    assert re.fullmatch(rf"xenpy proc: erika-xen/pin_state: /local/erika_task_evtchn = \d+ was "
+                        rf"published by domain {erika}, not by domain 0\n", r.stderr), r.stderr
+
+
 def test_the_rtos_reads_dom0s_port_from_the_key_when_7_is_taken(board, erika):
     # Another dom0 user holds port 7: the driver takes the next port and publishes it.
     holder = subprocess.Popen(
