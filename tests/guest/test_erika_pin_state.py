@@ -193,3 +193,18 @@ def test_two_vcpus_on_pcpus_1_and_2_need_a_board_that_has_pcpu_2(board, tmp_path
         assert [(v[2], v[3], v[6]) for v in vcpus] == [("0", "1", "1"), ("1", "-", "2")]
     finally:
         run("xenpy", "shutdown", env=env)
+
+
+def test_a_key_left_by_a_domain_that_shut_down_is_stale(board):
+    r = xl("create", CFG, 'on_poweroff="preserve"', 'extra="exit=1 beats=2"', env=board)
+    assert r.returncode == 0, r.stderr
+    try:
+        assert wait_for(lambda: rows(xl("list", env=board).stdout)["ERIKA_Enterprise"][3]
+                        .startswith("---s"), 60)
+        domid = rows(xl("list", env=board).stdout)["ERIKA_Enterprise"][0]
+        r = proc("write", "erika-xen/pin_state", "1", env=board)
+        assert r.returncode == 1
+        assert re.fullmatch(rf"xenpy proc: erika-xen/pin_state: /local/erika_task_evtchn = \d+ "
+                            rf"is stale: domain {domid} shut down\n", r.stderr), r.stderr
+    finally:
+        xl("destroy", "ERIKA_Enterprise", env=board)
