@@ -87,6 +87,10 @@ class CpuContext:
     sctlr: int = 0x00C50078
 
 
+# How far ahead of a block start a re-run device access is looked for (_note_stop_point).
+MAX_BLOCK_INSNS = 32
+
+
 class ArmVcpu:
     """Guest CPU state and the trap entry. Scheduling state lives in common.domain.Vcpu."""
 
@@ -118,6 +122,8 @@ class ArmVcpu:
         self._mmio_fault: tuple[int, bool] | None = None
         self._last_access: tuple | None = None     # the last device access (see map_mmio)
         self._replay: tuple | None = None          # an access about to be re-run by Unicorn
+        self._stopping = False                     # emu_stop() asked for in this emu_start
+        self._stop_in_mmio = False                 # ... before the last device access ended
         self._retranslate = False
         self._hint_pc: int | None = None
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
@@ -175,7 +181,7 @@ class ArmVcpu:
         self._exit = None
         woken, self._halted = self._halted, False
         while True:
-            self._stop_requested = False
+            self._stop_requested = self._stopping = False
             pc, cpsr = self._pc_cpsr.read()
             if self.irq_pending():
                 if not cpsr & PSR_I:
@@ -189,7 +195,7 @@ class ArmVcpu:
                 self.uc.emu_start(pc, UNTIL)
                 self._note_stop_point()
             except UcError:
-                self._last_access = None
+                self._last_access, self._stop_in_mmio = None, False
                 if self._fault is None:
                     raise
                 addr, write, fetch = self._fault
@@ -232,7 +238,7 @@ class ArmVcpu:
         if why is not Exit.PREEMPTED:
             self._exit = why
         self._stop_requested = True
-        self.uc.emu_stop()
+        self._emu_stop()
 
     def _after_wfi(self) -> bool:
         """emu_start returning by itself means the CPU halted: the instruction before PC is WFI."""
@@ -279,6 +285,11 @@ class ArmVcpu:
     def retranslate(self) -> None:
         """Leave emu_start before the block being entered runs, then come back to it."""
         self._retranslate = True
+        self._emu_stop()
+
+    def _emu_stop(self) -> None:
+        # Flagged first: a device access that ends after this abandons its instruction.
+        self._stopping = True
         self.uc.emu_stop()
 
     def read_virt(self, va: int, size: int) -> bytes | None:
@@ -419,42 +430,40 @@ class ArmVcpu:
         A device refuses an access by raising an exception with an `offset` attribute (e.g.
         VgicAccessError): the guest then takes a data abort for it.
 
-        Unicorn 2.1 quirk: when emu_stop() lands while an access is in flight (from a device
-        callback, or from another thread: the ticker, a kick), emulation stops with PC still on
-        the access instruction, which then runs again on resume. Re-running an acknowledge or an
-        SGI write is not harmless, so the access is recorded, and if the vCPU stopped on that very
-        instruction the replay is answered from the record without reaching the device.
+        Unicorn 2.1 quirk: when an emu_stop() is pending as an access ends (asked for from a
+        device callback, or from another thread: the ticker, a kick, any time since the block
+        began), emulation stops without finishing the access instruction, with PC on it or on
+        the start of its translation block, so it runs again on resume. Re-running an acknowledge or an SGI write is not harmless, so the
+        access is recorded, and if the vCPU will re-run it (see _note_stop_point) the replay is
+        answered from the record without reaching the device.
         """
-        def on_read(uc: Uc, off: int, sz: int, _ud: object) -> int:
-            key = (base + off, sz, False, 0)
+        def access(off: int, sz: int, write_: bool, value: int) -> int:
+            key = (base + off, sz, write_, value)
             replay = self._replay
             if replay is not None:
                 self._replay = None
                 if replay[0] == key:
                     self._last_access = replay      # a stop may land on the replay too
+                    self._stop_in_mmio = self._stopping
                     return replay[1]
             try:
-                value = read(off, sz)
+                if write_:
+                    write(off, sz, value)
+                    value = 0
+                else:
+                    value = read(off, sz)
             except Exception as e:  # noqa: BLE001 - a device refusal becomes a guest abort
-                self._refuse(base + off, False, e)
+                self._refuse(base + off, write_, e)
                 return 0
             self._last_access = (key, value)
+            self._stop_in_mmio = self._stopping
             return value
 
+        def on_read(uc: Uc, off: int, sz: int, _ud: object) -> int:
+            return access(off, sz, False, 0)
+
         def on_write(uc: Uc, off: int, sz: int, value: int, _ud: object) -> None:
-            key = (base + off, sz, True, value)
-            replay = self._replay
-            if replay is not None:
-                self._replay = None
-                if replay[0] == key:
-                    self._last_access = replay
-                    return
-            try:
-                write(off, sz, value)
-            except Exception as e:  # noqa: BLE001
-                self._refuse(base + off, True, e)
-                return
-            self._last_access = (key, 0)
+            access(off, sz, True, value)
 
         self._mmio_callbacks = getattr(self, "_mmio_callbacks", []) + [on_read, on_write]
         self.uc.mmio_map(base, size, on_read, None, on_write, None)
@@ -464,7 +473,7 @@ class ArmVcpu:
             self._log(f"vcpu{self.vcpu_id}: device error at {addr:#x}: {err!r}")
         self._mmio_fault = (addr, write)
         self._stop_requested = True
-        self.uc.emu_stop()
+        self._emu_stop()
 
     def _access_at_pc(self, pc: int, cpsr: int) -> tuple[int, bool] | None:
         """(guest-physical address, write) of the load/store at PC, if it is one."""
@@ -483,15 +492,26 @@ class ArmVcpu:
         return ipa, acc.write
 
     def _note_stop_point(self) -> None:
-        """After emu_start returns: will the instruction at PC re-run the last device access?"""
+        """After emu_start returns: will the next instructions re-run the last device access?
+
+        Yes if PC is on it, or if a stop was pending when it ended and it lies ahead in the
+        straight-line code from PC (Unicorn went back to the start of its block).
+        """
         last, self._last_access = self._last_access, None
+        in_flight, self._stop_in_mmio = self._stop_in_mmio, False
         if last is None:
             return
-        pc, cpsr = self._pc_cpsr.read()
-        at = self._access_at_pc(pc, cpsr)
         (addr, _size, write, _value), _result = last
-        if at == (addr, write):
-            self._replay = last
+        pc, cpsr = self._pc_cpsr.read()
+        thumb = bool(cpsr & PSR_T)
+        for _ in range(MAX_BLOCK_INSNS if in_flight else 1):
+            if self._access_at_pc(pc, cpsr) == (addr, write):
+                self._replay = last
+                return
+            insn = self._fetch_insn(pc, thumb)
+            if insn is None:
+                return
+            pc += 4 if not thumb or insn > 0xFFFF else 2
 
     # -- guest physical memory (RAM only; MMIO is not reachable this way) ------------------------------
 
