@@ -1,7 +1,6 @@
 """The Cubieboard2 as a user boots it: `xenpy boot --sd DIR SCRIPT`, then xl against it."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import struct
@@ -9,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.cli.test_xl import ROOT, rows, run, wait_for, xl
+from tests.daemon import ROOT, dmesg, env_for, rows, run, wait_for, xl
 from tests.guest.a32 import B_SELF, CODE, HVC, MCR_VBAR_R0, load32, mov, zimage
 
 SD = ROOT / "examples/cubieboard2/sd"
@@ -17,12 +16,6 @@ BOOT_CMD = ROOT / "bootscripts/cubieboard2/boot.cmd"
 PIO = 0x01C20800
 PD_CFG1, PD_DAT = PIO + 3 * 0x24 + 0x04, PIO + 3 * 0x24 + 0x10
 NOP, STR_R1_R0, LDR_R2_R0 = 0xE1A00000, 0xE5801000, 0xE5902000
-
-
-def env_for(tmp_path_factory) -> dict[str, str]:
-    env = {**os.environ, "XENPY_RUNDIR": str(tmp_path_factory.mktemp("run"))}
-    env.pop("XENSTORED_PATH", None)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +56,6 @@ def cfg(tmp_path, name: str, image: bytes, extra: str = "", memory: int = 16) ->
     path = tmp_path / f"{name}.cfg"
     path.write_text(f'name = "{name}"\nkernel = "{kernel}"\nmemory = {memory}\nvcpus = 1\n{extra}')
     return str(path)
-
-
-def dmesg(env) -> list[str]:
-    return xl("dmesg", env=env).stdout.splitlines()
 
 
 def test_dom0_is_sized_and_pinned_by_the_boot_script(cubieboard):

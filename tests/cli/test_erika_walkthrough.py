@@ -11,9 +11,7 @@ import subprocess
 import sys
 import sysconfig
 
-import pytest
-
-from tests.cli.test_xl import ROOT
+from tests.daemon import ROOT
 
 README = ROOT / "examples/erika/README.md"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from tests.cli.test_xl import board, run, wait_for, xl  # noqa: F401 - the board fixture
+from tests.daemon import run, wait_for, xl
 from tests.guest.a32 import HVC, load32, mov, zimage
 
 RING = 0x80000000 + (16 << 20)          # 4.4 layout: the console page follows 16 MiB of RAM

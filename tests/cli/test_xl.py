@@ -1,55 +1,14 @@
 """The commands a user types, against a real board daemon in a temporary run directory."""
 from __future__ import annotations
 
-import os
 import re
 import struct
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.daemon import ROOT, rows, wait_for, xl
+
 HELLO = ROOT / "examples/hello/hello.cfg"
-
-
-def run(*args: str, env: dict[str, str], timeout: float = 60, stdin: str | None = None):
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, input=stdin)
-
-
-def xl(*args: str, env: dict[str, str], **kw):
-    return run("toolstack.xl", *args, env=env, **kw)
-
-
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    rundir = tmp_path_factory.mktemp("run")
-    env = {**os.environ, "XENPY_RUNDIR": str(rundir)}
-    env.pop("XENSTORED_PATH", None)
-    r = run("xenpy", "boot", "--pcpus", "2", env=env)
-    assert r.returncode == 0, r.stderr
-    yield env
-    run("xenpy", "shutdown", env=env)
-
-
-def wait_for(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def rows(list_output: str) -> dict[str, list[str]]:
-    out = {}
-    for line in list_output.splitlines()[1:]:
-        name, *rest = line.split()
-        out[name] = rest
-    return out
 
 
 def test_create_console_shows_the_guest_and_success(board):

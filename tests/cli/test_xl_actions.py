@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import struct
-import time
 
-from tests.cli.test_xl import board, rows, wait_for, xl  # noqa: F401 - the board fixture
+from tests.daemon import rows, wait_for, xl
 from tests.guest.a32 import HVC, load32, mov, zimage, zimage_data_addr
 
 

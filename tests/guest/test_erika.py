@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tests.cli.test_cubieboard2 import SD, dmesg, env_for
-from tests.cli.test_xl import ROOT, rows, run, wait_for, xl
+from tests.cli.test_cubieboard2 import SD
+from tests.daemon import ROOT, booted, dmesg, env_for, rows, wait_for, xl
 
 CFG = "examples/erika/erika.cfg"
 JITTER = re.compile(r"alarm jitter: min (\d+) us, max (\d+) us, avg (\d+) us over (\d+) expiries")
@@ -15,11 +15,8 @@ JITTER = re.compile(r"alarm jitter: min (\d+) us, max (\d+) us, avg (\d+) us ove
 
 @pytest.fixture(scope="module")
 def cubieboard(tmp_path_factory):
-    env = env_for(tmp_path_factory)
-    r = run("xenpy", "boot", "--sd", str(SD.relative_to(ROOT)), env=env)   # the card's boot.scr
-    assert r.returncode == 0, r.stderr
-    yield env
-    run("xenpy", "shutdown", env=env)
+    # the card's boot.scr
+    yield from booted(env_for(tmp_path_factory), "--sd", str(SD.relative_to(ROOT)))
 
 
 def test_startup_heartbeat_jitter_and_pd1(cubieboard):

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.cli.test_cubieboard2 import SD, dmesg, env_for
-from tests.cli.test_xl import ROOT, rows, run, wait_for, xl
+from tests.cli.test_cubieboard2 import SD
+from tests.daemon import ROOT, booted, dmesg, env_for, rows, run, wait_for, xl
 
 CFG = "examples/erika/erika.cfg"
 SERVING = re.compile(r"\(d(\d+)\) pin server: page 0x[0-9a-f]+ granted to dom0 as ref 2, "
@@ -24,11 +24,9 @@ def proc(*args: str, env, timeout: float = 60):
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    env = env_for(tmp_path_factory)
-    assert run("xenpy", "boot", "--sd", str(SD.relative_to(ROOT)), env=env).returncode == 0
-    assert run("toolstack.xenstore_cli", "chmod", "-r", "/local", "b", env=env).returncode == 0
-    yield env
-    run("xenpy", "shutdown", env=env)
+    for env in booted(env_for(tmp_path_factory), "--sd", str(SD.relative_to(ROOT))):
+        assert run("toolstack.xenstore_cli", "chmod", "-r", "/local", "b", env=env).returncode == 0
+        yield env
 
 
 @pytest.fixture

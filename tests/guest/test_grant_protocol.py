@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.guest.test_irq_guests import ROOT, TIMEOUT, domid_of, run, state_of, wait_for, xl
+from tests.daemon import ROOT, TIMEOUT, run, wait_for, xl
+from tests.guest.test_irq_guests import domid_of, state_of
 from toolstack.xc import SocketTransport
 from toolstack.xenevtchn import Xenevtchn
 from toolstack.xengnttab import GnttabError, Xengnttab
@@ -27,16 +28,6 @@ from xenpy.public.grant_table import GNTST_bad_gntref, GNTST_general_error
 EXAMPLES = ROOT / "examples"
 CMD_PING, CMD_ADD, CMD_UPPER, CMD_STATS, CMD_STOP = 1, 2, 3, 4, 5
 TEXT = 32
-
-
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    import os
-    env = {**os.environ, "XENPY_RUNDIR": str(tmp_path_factory.mktemp("run"))}
-    r = run("xenpy", "boot", "--pcpus", "2", env=env)
-    assert r.returncode == 0, r.stderr
-    yield env
-    run("xenpy", "shutdown", env=env)
 
 
 def rundir(env: dict[str, str]) -> Path:

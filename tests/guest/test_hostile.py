@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.guest.a32 import B_SELF, HVC, boot, load32, mov, shutdown, DATA
+from tests.guest.a32 import HVC, boot, load32, mov, shutdown, DATA
 
 MLA_R5 = 0xE0257695           # mla r5, r5, r6, r7  (r5 = r5 * 1103515245 + 12345)
 LSR_R12_R5_24 = 0xE1A0CC25    # mov r12, r5, lsr #24   (hypercall numbers 0..255)

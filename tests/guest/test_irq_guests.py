@@ -11,7 +11,6 @@ plain hand-assembled programs on an in-process hypervisor.
 """
 from __future__ import annotations
 
-import os
 import re
 import struct
 import subprocess
@@ -19,57 +18,20 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
+from tests.daemon import ROOT, TIMEOUT, rows, wait_for, xl
 from tests.guest.a32 import CODE, DATA, boot, load32, mov, reg, shutdown
-from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-TIMEOUT = 90
-
-
-def run(*args: str, env: dict[str, str], timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def xl(*args: str, env: dict[str, str], timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    return run("toolstack.xl", *args, env=env, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    env = {**os.environ, "XENPY_RUNDIR": str(tmp_path_factory.mktemp("run"))}
-    r = run("xenpy", "boot", "--pcpus", "2", env=env)
-    assert r.returncode == 0, r.stderr
-    yield env
-    run("xenpy", "shutdown", env=env)
 
 
 def domid_of(name: str, env: dict[str, str]) -> int | None:
-    for line in xl("list", env=env).stdout.splitlines()[1:]:
-        cols = line.split()
-        if cols[0] == name:
-            return int(cols[1])
-    return None
+    row = rows(xl("list", env=env).stdout).get(name)
+    return int(row[0]) if row else None
 
 
 def state_of(name: str, env: dict[str, str]) -> str | None:
-    for line in xl("list", env=env).stdout.splitlines()[1:]:
-        cols = line.split()
-        if cols[0] == name:
-            return cols[4]
-    return None
-
-
-def wait_for(pred, timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
+    row = rows(xl("list", env=env).stdout).get(name)
+    return row[3] if row else None
 
 
 def create_console(cfg: Path, *variables: str, env: dict[str, str]) -> list[str]:
@@ -237,14 +199,6 @@ def gic_setup(enable_mask: int) -> list[int]:
             *load32(1, enable_mask), str_r1(0x100),                 # GICD_ISENABLER0
             *load32(0, GICC), *load32(1, 1), str_r1(0x000),         # GICC_CTLR = 1
             *load32(1, 0xFF), str_r1(0x004)]                        # GICC_PMR = 0xff
-
-
-@pytest.fixture
-def hv():
-    h = Hypervisor(HypervisorConfig(nr_pcpus=2), sink=None)
-    h.start()
-    yield h
-    h.shutdown()
 
 
 def test_interrupt_is_taken_when_the_guest_unmasks_irqs(hv):

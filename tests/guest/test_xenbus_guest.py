@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.guest.test_irq_guests import ROOT, TIMEOUT, domid_of, run, wait_for, xl
+from tests.daemon import ROOT, TIMEOUT, run, wait_for, xl
+from tests.guest.test_irq_guests import domid_of
 from toolstack.xs import XsClient, XsError
 
 CFG = ROOT / "examples/xenbus/xenbus.cfg"
-
-
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    import os
-    env = {**os.environ, "XENPY_RUNDIR": str(tmp_path_factory.mktemp("run"))}
-    r = run("xenpy", "boot", "--pcpus", "2", env=env)
-    assert r.returncode == 0, r.stderr
-    yield env
-    run("xenpy", "shutdown", env=env)
 
 
 def xs_client(env: dict[str, str]) -> XsClient:
