@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import machine, write_result  # noqa: E402
 from toolstack.erika_xen import ErikaXen, ErikaXenError, read_pin  # noqa: E402
 from toolstack.xc import Xc  # noqa: E402
 
@@ -135,14 +135,11 @@ def main() -> int:
         sh("xenpy", "boot", "--sd", "examples/cubieboard2/sd")
         try:
             sh("toolstack.xenstore_cli", "chmod", "-r", "/local", "b")
-            result = {"machine": f"{platform.machine()} {platform.python_implementation()} "
-                                 f"{platform.python_version()}, {os.cpu_count()} CPUs",
-                      **run(args.beats, args.period_ms)}
+            result = {**machine(), **run(args.beats, args.period_ms)}
         finally:
             sh("xenpy", "shutdown")
     print(json.dumps(result, indent=2))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     return 0
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
-import platform
 import statistics
 import struct
 import subprocess
@@ -30,6 +28,7 @@ from unicorn.arm_const import UC_ARM_REG_PC, UC_ARM_REG_R0, UC_CPU_ARM_CORTEX_A7
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import machine, write_result  # noqa: E402
 from xenpy.arch.arm.regs import RegBatch, RegWriter  # noqa: E402
 from xenpy.arch.arm.vcpu import CpuContext  # noqa: E402
 from xenpy.common.hypervisor import Hypervisor, HypervisorConfig  # noqa: E402
@@ -167,8 +166,7 @@ def main() -> int:
     finally:
         hv.shutdown()
     res = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
-        "python": platform.python_version(),
+        **machine(),
         "compute_mips_bare": insns / t_bare / 1e6,
         "compute_mips_xenpy": insns / t_xen / 1e6,
         "compute_ratio": t_bare / t_xen,
@@ -178,8 +176,6 @@ def main() -> int:
     }
     if (ROOT / "examples/hello/hello.cfg").exists():
         res.update(create_to_first_line(3 if ns.quick else 5))
-    Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.json).write_text(json.dumps(res, indent=2) + "\n")
     print(f"compute loop   : bare {res['compute_mips_bare']:7.1f} MIPS, xenpy "
           f"{res['compute_mips_xenpy']:7.1f} MIPS, ratio {res['compute_ratio']:.2f} (target >= 0.9)")
     print(f"null hypercall : bare trap {res['hypercall_us_bare_trap']:6.2f} us, xenpy "
@@ -187,7 +183,7 @@ def main() -> int:
     if "create_to_first_line_ms" in res:
         print(f"xl create -> first console line: {res['create_to_first_line_ms']:.1f} ms "
               f"(in-process, median); `xl create -c` CLI end to end {res['xl_create_c_cli_total_ms']:.0f} ms")
-    print(f"results written to {ns.json}")
+    write_result(ns.json, res)
     return 0
 
 

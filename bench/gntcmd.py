@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import struct
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import machine, write_result  # noqa: E402
 from toolstack.xc import SocketTransport  # noqa: E402
 from toolstack.xenevtchn import Xenevtchn  # noqa: E402
 from toolstack.xengnttab import Xengnttab  # noqa: E402
@@ -167,11 +167,9 @@ def main() -> int:
                         'extra="quiet=1"'], cwd=ROOT, check=True)
     domid = domid_of(name)
     wait_port(domid)
-    result = {"machine": f"{platform.machine()} {platform.python_implementation()} "
-                         f"{platform.python_version()}", "domid": domid, **measure(domid, args.n)}
+    result = {**machine(), "domid": domid, **measure(domid, args.n)}
     print(json.dumps(result, indent=2))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     return 0
 
 

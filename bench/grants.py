@@ -14,17 +14,14 @@ machine's; the ratios are the portable part).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import machine, rate, write_result  # noqa: E402
 from toolstack.xc import LocalTransport  # noqa: E402
 from toolstack.xengnttab import Xengnttab  # noqa: E402
 from xenpy.board.privcmd import Privcmd  # noqa: E402
@@ -51,17 +48,6 @@ def domu(hv: Hypervisor, pages: int = 256):
     if getattr(d, "grant_table", None) is None:
         assert gt.gnttab_init(d) == 0
     return d
-
-
-def rate(fn: Callable[[], None], n: int, repeat: int) -> float:
-    """Best of `repeat` runs: operations per second."""
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, time.perf_counter() - t)
-    return n / best
 
 
 def main() -> int:
@@ -133,9 +119,7 @@ def main() -> int:
             d.release()
 
     res = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} "
-                   f"{os.cpu_count()} cores".replace("  ", " "),
-        "python": platform.python_version(),
+        **machine(),
         "map_unmap_pairs_per_s_core": round(core),
         "map_unmap_pairs_per_s_hypercall": round(hcall),
         "map_unmap_pairs_per_s_dom0_gntdev": round(dom0),
@@ -144,14 +128,12 @@ def main() -> int:
         "copy_ratio_hypercall_vs_plain": round(copy_rate / plain_rate, 3),
         "hypercall_vs_core_map_unmap_ratio": round(hcall / core, 3),
     }
-    Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.json).write_text(json.dumps(res, indent=2) + "\n")
     print(f"map+unmap (domU, core)      : {core:9.0f} pairs/s")
     print(f"map+unmap (domU, hypercall) : {hcall:9.0f} pairs/s  ({hcall / core:.2f} of core)")
     print(f"map+unmap (dom0 gntdev)     : {dom0:9.0f} pairs/s")
     print(f"GNTTABOP_copy, 4 KiB x {BATCH}   : {copy_rate:9.1f} MB/s  "
           f"({copy_rate / plain_rate:.2f} of a plain Python copy, {plain_rate:.0f} MB/s)")
-    print(f"results written to {ns.json}")
+    write_result(ns.json, res)
     return 0
 
 

@@ -15,9 +15,7 @@ Absolute figures are this machine's. The board runs in-process; guests are creat
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import machine, write_result  # noqa: E402
 from toolstack.domcfg import load_domain_config  # noqa: E402
 from toolstack.libxl import Libxl  # noqa: E402
 from toolstack.xc import LocalTransport, Xc  # noqa: E402
@@ -156,10 +155,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     ns = ap.parse_args()
     q = ns.quick
-    res: dict[str, object] = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
-        "python": platform.python_version(),
-    }
+    res: dict[str, object] = dict(machine())
     errors: list[str] = []
     b = Bench()
     try:
@@ -202,9 +198,7 @@ def main() -> int:
         print(f"  {k:<{width}}  {v}")
     for e in errors:
         print(f"error: {e.splitlines()[0]}")
-    Path(ns.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.json).write_text(json.dumps(res, indent=2) + "\n")
-    print(f"results written to {ns.json}")
+    write_result(ns.json, res)
     return 0
 
 

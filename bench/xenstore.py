@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import machine, write_result  # noqa: E402
 from toolstack.xs import XsClient  # noqa: E402
 
 NODE = "/local/domain/0/data/bench"
@@ -90,8 +90,7 @@ def main() -> int:
     ring = ring_rates(args.n)           # first: it starts a board if none runs
     sock = socket_rates(args.n)
     result = {
-        "machine": f"{platform.machine()} {platform.python_implementation()} "
-                   f"{platform.python_version()}",
+        **machine(),
         "n": args.n,
         "unit": "operations per second (a transaction = start + read + write + commit)",
         "socket": sock,
@@ -99,8 +98,7 @@ def main() -> int:
         "ring_over_socket": {k: round(ring[k] / sock[k], 2) for k in sock if k in ring},
     }
     print(json.dumps(result, indent=2))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     return 0
 
 
