@@ -11,6 +11,7 @@
  * IRQ-mode lr and spsr are never live across the handler.
  */
 #include "guest.h"
+#include "asm.h"
 
     .syntax unified
     .arch armv7-a
@@ -30,13 +31,6 @@ os_vectors:
     b       os_vec_fiq              @ 0x1c
 
 /* Fatal exceptions: the runtime's report (traps.c) on this mode's stack. */
-.macro crash_vector name, kind
-\name:
-    mov     r0, #\kind
-    mov     r1, lr
-    mrs     r2, spsr
-    b       exception_crash
-.endm
 
     crash_vector os_vec_unused, EXC_UNUSED
     crash_vector os_vec_undef, EXC_UNDEF

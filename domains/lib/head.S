@@ -9,6 +9,7 @@
  * so absolute addresses are valid from the first instruction.
  */
 #include "guest.h"
+#include "asm.h"
 
     .syntax unified
     .arch armv7-a
@@ -20,13 +21,7 @@
     .section .head, "ax"
     .global _start
 _start:
-    .rept 8
-    mov     r0, r0                  @ 0x00-0x1c: no-ops, as in Linux
-    .endr
-    b       reset                   @ 0x20
-    .word   ZIMAGE_MAGIC            @ 0x24: magic
-    .word   _start                  @ 0x28: load (and run) address
-    .word   _edata                  @ 0x2c: end of the loaded image
+    zimage_header reset, _start, _edata
     .word   0x04030201              @ 0x30: endianness flag (little-endian)
 
 /* ---- boot vCPU ----------------------------------------------------------- */
@@ -121,16 +116,7 @@ vectors:
     b       vec_irq                 @ 0x18
     b       vec_fiq                 @ 0x1c
 
-/* Every vector but IRQ is fatal: report the kind, the banked lr and the
- * spsr (traps.c works out the faulting pc) on this mode's own stack. */
-.macro crash_vector name, kind
-\name:
-    mov     r0, #\kind
-    mov     r1, lr
-    mrs     r2, spsr
-    b       exception_crash
-.endm
-
+/* Every vector but IRQ is fatal (traps.c works out the faulting pc). */
     crash_vector vec_unused, EXC_UNUSED
     crash_vector vec_undef, EXC_UNDEF
     crash_vector vec_svc, EXC_SVC

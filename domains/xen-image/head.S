@@ -2,6 +2,8 @@
  * The xen image of the Cubieboard2 SD card: a zImage header as Xen's arm32 head.S lays it out,
  * then the xenpy hypervisor record (see sources.txt). If a CPU ever ran it, it would park.
  */
+#include "asm.h"
+
     .syntax unified
     .arch armv7-a
     .arm
@@ -9,13 +11,7 @@
     .section .head, "ax"
     .global _start
 _start:
-    .rept 8
-    mov     r0, r0                  @ 0x00-0x1c: no-ops, as in Xen and Linux
-    .endr
-    b       park                    @ 0x20
-    .word   0x016f2818              @ 0x24: zImage magic
-    .word   0                       @ 0x28: start: position independent
-    .word   _end - _start           @ 0x2c: end (= size, start being 0)
+    zimage_header park, 0, _end - _start
 
 /* 0x30: the record common/bootfdt.py reads (XENPY_XEN_MAGIC, version, banner) */
     .ascii  "XENPYHV\0"
