@@ -29,12 +29,6 @@ static volatile uint32_t vcpu1_sends, vcpu1_bad;
 static volatile bool vcpu1_done;
 static uint64_t phase_ticks, phase_end;
 
-void irq_handler(uint32_t pc)
-{
-    (void)pc;
-    gic_handle_irq();
-}
-
 /* Acknowledge only, so the level-triggered line stays up and the GIC
  * signals it again at once: the storm lasts until the phase is over. */
 static void on_timer(unsigned int irq, void *arg)

@@ -58,12 +58,6 @@ static evtchn_port_t port;
 static uint32_t answered;
 static bool quiet;
 
-void irq_handler(uint32_t pc)
-{
-    (void)pc;
-    gic_handle_irq();
-}
-
 static void on_cmd(evtchn_port_t p, void *arg)
 {
     (void)p;

@@ -30,12 +30,6 @@ static volatile uint32_t wrong_cpu;
 static volatile bool vcpu1_done;
 static volatile int vcpu1_error;
 
-void irq_handler(uint32_t pc)
-{
-    (void)pc;
-    gic_handle_irq();
-}
-
 static uint32_t ticks_to_ns32(uint64_t ticks)
 {
     return (uint32_t)timer_ticks_to_ns(ticks);

@@ -46,12 +46,6 @@ static evtchn_port_t port;
 static volatile uint32_t bells;
 static char dir[48];
 
-void irq_handler(uint32_t pc)
-{
-    (void)pc;
-    gic_handle_irq();
-}
-
 static void on_doorbell(evtchn_port_t p, void *arg)
 {
     (void)p;

@@ -234,10 +234,8 @@ void gic_send_sgi_self(unsigned int sgi);
  * interrupt runs on the vCPU that took it: smp_processor_id() says which). */
 void irq_set_handler(unsigned int irq, irq_handler_t fn, void *arg);
 /* Acknowledge and dispatch everything the GIC signals, EOI each: the body of
- * the IRQ vector.  A guest that takes interrupts defines
- *     void irq_handler(uint32_t pc) { gic_handle_irq(); }
- * (the runtime's weak irq_handler crashes, so a guest that expects no
- * interrupts still notices one). */
+ * the IRQ vector (irq_handler() in gic.c; without gic.c the runtime's weak
+ * irq_handler crashes, so a guest built without interrupts notices one). */
 void gic_handle_irq(void);
 /* CNTVCT right after this vCPU acknowledged the interrupt being handled:
  * the "handler entry" time for latency measurements. */

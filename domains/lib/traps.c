@@ -49,7 +49,8 @@ __noreturn void exception_crash(uint32_t kind, uint32_t lr, uint32_t spsr)
     crash(exception_names[kind], pc);
 }
 
-/* No guest interrupt is expected unless the guest installs a handler. */
+/* No guest interrupt is expected unless the guest links gic.c, whose
+ * irq_handler dispatches through the GIC. */
 __attribute__((weak)) void irq_handler(uint32_t pc)
 {
     crash("irq", pc);

@@ -38,12 +38,6 @@ static volatile bool timer_fired;
 static evtchn_port_t port;
 static bool echo;
 
-void irq_handler(uint32_t pc)
-{
-    (void)pc;
-    gic_handle_irq();
-}
-
 static void on_timer(unsigned int irq, void *arg)
 {
     (void)irq;

@@ -27,12 +27,6 @@ static uint64_t period, deadline, first_deadline, last_entry, watchdog_ticks;
 static uint32_t overruns, early;
 static uint64_t earliest_by;            /* ticks before its deadline, worst case */
 
-void irq_handler(uint32_t pc)
-{
-    (void)pc;
-    gic_handle_irq();
-}
-
 /* CNTP_TVAL / CNTP_CTL: the physical timer, used only as a watchdog. */
 static void watchdog_kick(void)
 {

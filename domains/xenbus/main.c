@@ -27,12 +27,6 @@
 
 static char home[64];
 
-void irq_handler(uint32_t pc)
-{
-    (void)pc;
-    gic_handle_irq();
-}
-
 static void check(const char *what, int rc)
 {
     if (rc < 0)
