@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return _write(ns) if ns.action == "write" else _read(ns)
-    except ErikaXenError as e:
-        print(f"xenpy proc: {ns.control}: {e}", file=sys.stderr)
-    except (BoardNotRunning, XsError) as e:
+    except (ErikaXenError, BoardNotRunning, XsError) as e:
         print(f"xenpy proc: {ns.control}: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from toolstack.erika_xen import ErikaXen, ErikaXenError, read_pin  # noqa: E402
-from toolstack.xc import Xc  # noqa: E402
+from toolstack.xc import BoardNotRunning, Xc, XcError  # noqa: E402
 
 NAME = "ERIKA_Enterprise"
 CONSOLE_LINES = 22
@@ -60,12 +60,6 @@ class Demo:
             raise SystemExit(f"demo: `{command}` failed (exit {r.returncode})")
         return out
 
-    def note(self, text: str) -> None:
-        self.steps.append(("", text))
-        if not self.live:
-            print(text, flush=True)
-        self.refresh()
-
     # -- the view -----------------------------------------------------------------------------
 
     def poll(self, xc: Xc) -> None:
@@ -73,19 +67,18 @@ class Demo:
             try:
                 out = xc.console_read(self.domid, len(self.rtos), 0)
                 self.rtos += out["data"].encode("latin-1")
-            except Exception:       # noqa: BLE001 - the domain may be gone between two looks
+            except XcError:         # the domain may be gone between two looks
                 pass
         try:
             self.pin = "high" if read_pin() else "low"
-        except Exception:           # noqa: BLE001
+        except (ErikaXenError, BoardNotRunning):
             self.pin = "?"
         self.refresh()
 
     def render(self) -> Layout:
         steps = Text()
         for command, out in self.steps:
-            if command:
-                steps.append(f"$ {command}\n", style="bold cyan")
+            steps.append(f"$ {command}\n", style="bold cyan")
             if out:
                 steps.append(out + "\n")
         steps = Text("\n").join(steps.split("\n")[-STEP_LINES:])
