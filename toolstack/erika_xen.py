@@ -89,6 +89,7 @@ class ErikaXen:
             self.gnttab = self._open(lambda: Xengnttab(transport()))
             self.page, _ = self.gnttab.map_grant_ref(self.domid, CMD_REF)
             self._drain()       # binding sets our new port pending once, as Xen does
+            self.name = self.who()
         except (XsError, XcError) as e:
             msg = f"xenstore: {e}" if isinstance(e, XsError) else f"{self.who()}: {e}"
             self.close()
@@ -169,7 +170,7 @@ class ErikaXen:
         """Have the RTOS drive PD<pin> to `value`; wait for its answer (ErikaXenError if none)."""
         if not (INT32_MIN <= pin <= INT32_MAX and INT32_MIN <= value <= INT32_MAX):
             raise ErikaXenError(f"PD{pin} <- {value}: the page holds 32-bit signed integers")
-        who = self.who()
+        who = self.name
         self._drain()
         CMD.pack_into(self.page, 0, pin, value, 0)
         t0 = time.perf_counter()

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def _write(ns: argparse.Namespace) -> int:
     with ErikaXen(ns.domain) as drv:
         answer = drv.write(ns.value, pin=ns.pin, timeout=ns.timeout)
-        who = drv.who()
+        who = drv.name
     rv = answer.return_value
     if ns.json:
         print(json.dumps({"control": ns.control, "domid": drv.domid, "pin": f"PD{ns.pin}",
