@@ -433,9 +433,10 @@ class ArmVcpu:
         Unicorn 2.1 quirk: when an emu_stop() is pending as an access ends (asked for from a
         device callback, or from another thread: the ticker, a kick, any time since the block
         began), emulation stops without finishing the access instruction, with PC on it or on
-        the start of its translation block, so it runs again on resume. Re-running an acknowledge or an SGI write is not harmless, so the
-        access is recorded, and if the vCPU will re-run it (see _note_stop_point) the replay is
-        answered from the record without reaching the device.
+        the start of its translation block, so it runs again on resume. Re-running an
+        acknowledge or an SGI write is not harmless, so the access is recorded, and if the vCPU
+        will re-run it (see _note_stop_point) the replay is answered from the record without
+        reaching the device.
         """
         def access(off: int, sz: int, write_: bool, value: int) -> int:
             key = (base + off, sz, write_, value)
@@ -507,6 +508,8 @@ class ArmVcpu:
         for _ in range(MAX_BLOCK_INSNS if in_flight else 1):
             if self._access_at_pc(pc, cpsr) == (addr, write):
                 self._replay = last
+                return
+            if not in_flight:
                 return
             insn = self._fetch_insn(pc, thumb)
             if insn is None:
