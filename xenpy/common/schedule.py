@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 MASKED_POLL_NS = 200_000    # how often a vCPU with an interrupt pending behind CPSR.I is looked at
 # A host timed wait overshoots by its timer slack (150-200 us measured here): for a guest timer
 # deadline the ticker wakes this much early and yields until the deadline instead.
-TIMER_EARLY_NS = int(__import__("os").environ.get("XENPY_TIMER_EARLY_NS", "250000"))
-
+TIMER_EARLY_NS = 250_000
 
 
 class Scheduler:
