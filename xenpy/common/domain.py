@@ -54,8 +54,6 @@ class Vcpu:
         self.runstate_va: int | None = None       # VCPUOP_register_runstate_memory_area
         self.timer_deadline: int | None = None    # host ns of its next armed timer
         self.timer_fired: int | None = None       # the deadline the ticker last acted on
-        self.timer_retry_ns = 0                   # ... and when it acts on it again if still due
-        self.masked_poll_ns = 0                   # when to look again at an interrupt it masks
         self.runstate = RUNSTATE_offline
         self.runstate_entry = time.monotonic_ns()
         self.runstate_time = [0, 0, 0, 0]         # ns in running, runnable, blocked, offline

@@ -2,8 +2,9 @@
 
 pCPUs are host threads. Each picks the runnable vCPU that has waited longest among those whose hard
 affinity includes it (preferring its soft affinity), runs it until it traps, and accounts the time.
-A ticker preempts a vCPU whose slice is over when another vCPU waits for that pCPU: it calls
-emu_stop() from outside, so guest code runs with no per-instruction hook.
+A ticker preempts a vCPU whose slice is over when another vCPU waits for that pCPU, through the
+vCPU's exit control (it stops at the next translation block start), so guest code runs with no
+per-instruction hook and no instruction is ever re-run or skipped by a preemption.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from xenpy.common.domain import Vcpu
     from xenpy.common.hypervisor import Hypervisor
 
-MASKED_POLL_NS = 200_000    # how often a vCPU with an interrupt pending behind CPSR.I is looked at
 # A host timed wait overshoots by its timer slack (150-200 us measured here): for a guest timer
 # deadline the ticker wakes this much early and yields until the deadline instead.
 TIMER_EARLY_NS = 250_000
@@ -67,12 +67,13 @@ class Scheduler:
     # -- state changes from other threads ------------------------------------------------------
 
     def wake(self, v: "Vcpu") -> None:
-        """An event for v: unblock it, or make its next WFI fall through if it is running."""
+        """An event for v: unblock it, or make its next WFI fall through if it is running (it
+        takes the interrupt itself at the first block start with CPSR.I clear)."""
         with self.cond:
             if v.running_on is not None:
                 v.wake_pending = True
                 if v.arch is not None:
-                    v.arch.stop()
+                    v.arch.kick()
             v.blocked = False
             self.cond.notify_all()
 
@@ -177,14 +178,6 @@ class Scheduler:
                                 RUNSTATE_runnable if v.online else RUNSTATE_offline)
                 self.cond.notify_all()
 
-    def masked_irq(self, v: "Vcpu") -> None:
-        """v resumed with an interrupt behind CPSR.I: the ticker looks again in MASKED_POLL_NS
-        (unless a look is already due by then)."""
-        now = time.monotonic_ns()
-        if v.masked_poll_ns <= now:
-            v.masked_poll_ns = now + MASKED_POLL_NS
-            self._tick_event.set()
-
     def timers_changed(self) -> None:
         """A vCPU's timer deadline moved: the ticker recomputes when to wake."""
         self._tick_event.set()
@@ -203,13 +196,6 @@ class Scheduler:
                         continue
                     if now - self.slice_start[cpu] >= self.slice_s and self._waiting_for(cpu, v):
                         v.arch.stop()
-                    elif v.domain.vgic is not None and v.domain.vgic.has_deliverable(v.vcpu_id):
-                        # Pending behind CPSR.I: the guest unmasks without trapping, so look
-                        # again every MASKED_POLL_NS; run() delivers it once CPSR.I is clear.
-                        if now_ns >= v.masked_poll_ns:
-                            v.arch.stop()
-                            v.masked_poll_ns = now_ns + MASKED_POLL_NS
-                        next_ns = min(next_ns, v.masked_poll_ns)
                 for d in list(self.hv.domains.values()):
                     for v in d.vcpus:
                         # Never cleared here: the vCPU may have set its next deadline since.
@@ -218,20 +204,15 @@ class Scheduler:
                             continue
                         if t > now_ns:
                             timer_ns = t if timer_ns is None else min(timer_ns, t)
-                        elif t != v.timer_fired or (v.running_on is not None
-                                                    and now_ns >= v.timer_retry_ns):
-                            # A running vCPU that has not sampled this deadline yet is stopped
-                            # again every MASKED_POLL_NS: a stop landing between two
-                            # emu_starts is lost.
-                            v.timer_fired, v.timer_retry_ns = t, now_ns + MASKED_POLL_NS
+                        elif t != v.timer_fired:
+                            v.timer_fired = t
                             due.append(v)
-                        if t == v.timer_fired and v.running_on is not None:
-                            next_ns = min(next_ns, v.timer_retry_ns)
-            for v in due:
-                if v.running_on is not None and v.arch is not None:
-                    v.arch.stop()                # it samples its timer on the way out
-                else:
-                    sample_timers(v)             # raises the PPI; the vGIC's kick wakes it
+                for v in due:
+                    if v.running_on is not None and v.arch is not None:
+                        # Sampled on its own thread before its next block: never lost.
+                        v.arch.post(lambda v=v: sample_timers(v))
+                    else:
+                        sample_timers(v)         # raises the PPI; the vGIC's kick wakes it
             self._sleep_until(next_ns, timer_ns)
 
     def _sleep_until(self, next_ns: int, timer_ns: int | None) -> None:

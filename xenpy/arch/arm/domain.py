@@ -32,7 +32,6 @@ def arch_domain_init(d: "Domain") -> None:
         assert a is not None
         n = v.vcpu_id
         a.irq_pending = lambda n=n: vgic.has_deliverable(n)
-        a.irq_masked = lambda v=v: hv.scheduler.masked_irq(v)
         a.map_mmio(d.layout.gicd_base, GICD_SIZE,
                    lambda off, size, n=n: vgic.dist_read(n, off, size),
                    lambda off, size, val, n=n: vgic.dist_write(n, off, size, val))

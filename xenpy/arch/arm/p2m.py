@@ -111,6 +111,7 @@ class P2M:
         me = getattr(current_vcpu, "v", None)
         sched = self.d.hv.scheduler
         deadline = time.monotonic() + timeout
+        posted: set[int] = set()
         while True:
             if me is not None and me.domain is self.d:
                 self.apply_pending(me)
@@ -125,7 +126,9 @@ class P2M:
                     finally:
                         sched.release([v])
                 elif v.arch is not None:
-                    v.arch.stop()               # it applies the queue before running again
+                    if v.vcpu_id not in posted:      # it applies them before its next block
+                        posted.add(v.vcpu_id)
+                        v.arch.post(lambda v=v: self.apply_pending(v))
                     running = True
             if running:
                 time.sleep(0.0002)

@@ -4,10 +4,17 @@ The counterpart of Xen's arch/arm/domain.c (vCPU state) and the entry half of ar
 Nothing here hooks single instructions: guest code runs at Unicorn's full speed until it executes
 HVC (Unicorn raises it as an invalid instruction at EL1), takes an exception of its own (Unicorn
 hands those to us instead of entering them, so we perform the ARM exception entry), touches an
-address outside its memory map, executes WFI, or is stopped by the scheduler with emu_stop().
+address outside its memory map, executes WFI, or is stopped at a block start by its exit control
+(tbhook: a preemption, posted work, or an interrupt it can take now).
+
+Exactness: no thread calls uc_emu_stop() while guest code runs (Unicorn 2.1 would re-run the
+instruction whose memory access was in flight). Other threads ask through the exit control; work
+that must run on the vCPU's own thread (stage-2 updates, timer sampling) is posted to it and done
+between two emu_starts, without going back to the scheduler.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import enum
 import mmap
@@ -26,6 +33,7 @@ from unicorn.arm_const import (UC_ARM_REG_CP_REG, UC_ARM_REG_CPSR, UC_ARM_REG_LR
 
 from xenpy.arch.arm import decode, guest_walk
 from xenpy.arch.arm.regs import CP15, RegBatch, RegWriter
+from xenpy.arch.arm.tbhook import ExitControl, Reason
 from xenpy.public.arch_arm import XEN_HYPERCALL_TAG, hvc_a32
 
 if TYPE_CHECKING:
@@ -47,8 +55,10 @@ FSR_DEBUG_SHORT, FSR_DEBUG_LPAE = 0x2, (1 << 9) | 0x22
 
 WFI_A32 = 0xE320F003
 WFI_T16 = 0xBF30
-_A32_HINTS = {0xE320F001: "yield", 0xE320F002: "wfe", 0xE320F004: "sev", 0xE320F005: "sevl"}
-_T16_HINTS = {0xBF10: "yield", 0xBF20: "wfe", 0xBF40: "sev", 0xBF50: "sevl"}
+# The hints QEMU ends a block with and reports (EXCP_YIELD) with PC past them: YIELD and WFE.
+_A32_YIELDS = (0xE320F001, 0xE320F002)
+_T16_YIELDS = (0xBF10, 0xBF20)
+_T32_YIELDS = (0xF3AF8001, 0xF3AF8002)
 UNTIL = 0xFFFFFFFF  # never an instruction address: emu_start runs until something stops it
 
 class Exit(enum.Enum):
@@ -87,9 +97,6 @@ class CpuContext:
     sctlr: int = 0x00C50078
 
 
-# How far ahead of a block start a re-run device access is looked for (_note_stop_point).
-MAX_BLOCK_INSNS = 32
-
 
 class ArmVcpu:
     """Guest CPU state and the trap entry. Scheduling state lives in common.domain.Vcpu."""
@@ -120,20 +127,12 @@ class ArmVcpu:
         self._fetch_cache: dict[tuple[int, ...], int] = {}
         self._pc_cpsr = RegBatch(h, [UC_ARM_REG_PC, UC_ARM_REG_CPSR])
         self._mmio_fault: tuple[int, bool] | None = None
-        self._last_access: tuple | None = None     # the last device access (see map_mmio)
-        self._replay: tuple | None = None          # an access about to be re-run by Unicorn
-        self._stopping = False                     # emu_stop() asked for in this emu_start
-        self._stop_in_mmio = False                 # ... before the last device access ended
         self._retranslate = False
-        self._hint_pc: int | None = None
+        self.exitctl = ExitControl(h)
+        self._posted: collections.deque[Callable[[], None]] = collections.deque()
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
-        # Called when run() resumes with an interrupt waiting behind CPSR.I: unmasking does not
-        # trap, so someone must look again soon. Not after a WFI: a guest that waits with IRQs
-        # masked takes the interrupt from its GIC itself once it runs on.
-        self.irq_masked: Callable[[], None] = lambda: None
-        self._halted = False
         self.p2m_extra: dict = {}      # the domain's P2M.extra: frames mapped over or beside RAM
-        self._stop_requested = False
+        self._preempt = False          # give the pCPU back at the next block start
         self._exit: Exit | None = None
         self._fault: tuple[int, bool, bool] | None = None   # (address, write, fetch)
         self.hypercalls = 0
@@ -178,67 +177,74 @@ class ArmVcpu:
 
     def run(self) -> Exit:
         """Run guest code until it traps to the scheduler. Faults are reflected to the guest."""
-        self._exit = None
-        woken, self._halted = self._halted, False
+        ctl = self.exitctl
         while True:
-            self._stop_requested = self._stopping = False
+            while self._posted:
+                self._posted.popleft()()
+            if self._exit is not None:
+                why, self._exit, self._preempt = self._exit, None, False
+                return why
+            if self._preempt:
+                self._preempt = False
+                return Exit.PREEMPTED
             pc, cpsr = self._pc_cpsr.read()
-            if self.irq_pending():
-                if not cpsr & PSR_I:
-                    self.inject(Vector.IRQ, pc)   # the guest takes the interrupt first
-                    pc, cpsr = self._pc_cpsr.read()
-                elif not woken:
-                    self.irq_masked()
-            woken = False
+            if self.irq_pending() and not cpsr & PSR_I:
+                self.inject(Vector.IRQ, pc)      # taken before the next instruction runs
+                pc, cpsr = self._pc_cpsr.read()
+            ctl.set_irq(self.irq_pending())     # the hook takes it once CPSR.I clears
             pc |= 1 if cpsr & PSR_T else 0
             try:
                 self.uc.emu_start(pc, UNTIL)
-                self._note_stop_point()
             except UcError:
-                self._last_access, self._stop_in_mmio = None, False
+                ctl.take()
                 if self._fault is None:
                     raise
                 addr, write, fetch = self._fault
                 self._fault = None
                 # Xen injects an abort with a debug-event status for an access to an address the
                 # domain has no mapping for (a stage-2 fault).
-                lpae = self.cp15("TTBCR") >> 31
-                self.inject_abort(addr, prefetch=fetch,
-                                  fsr=FSR_DEBUG_LPAE if lpae else FSR_DEBUG_SHORT, write=write)
-                if self._exit:
-                    return self._exit
+                self.inject_abort(addr, prefetch=fetch, fsr=self._stage2_fsr(), write=write)
                 continue
+            why = ctl.take()
             if self._mmio_fault is not None:
-                # A refused MMIO access (strict vGIC): the access has completed in Unicorn, so
-                # the abort is taken with the return address of the instruction that made it.
+                # A refused MMIO access (strict vGIC): Unicorn stopped with PC on the refused
+                # instruction; if it completed, the abort is taken as if raised by it.
                 addr, write = self._mmio_fault
-                self._mmio_fault = self._replay = None
-                lpae = self.cp15("TTBCR") >> 31
+                self._mmio_fault = None
                 pc_now, cpsr_now = self._pc_cpsr.read()
-                # Unicorn usually stops on the refused instruction itself; if it completed, the
-                # abort is taken as if raised by it (the instruction before PC).
                 at = pc_now if self._access_at_pc(pc_now, cpsr_now) == (addr, write) else pc_now - 4
                 self.inject_abort(addr, prefetch=False, write=write, at=at,
-                                  fsr=FSR_DEBUG_LPAE if lpae else FSR_DEBUG_SHORT)
+                                  fsr=self._stage2_fsr())
                 continue
-            if self._exit:
-                return self._exit
-            if self._stop_requested:
-                return Exit.PREEMPTED
-            if self._retranslate:
+            if why is Reason.BUDGET:
+                return Exit.PREEMPTED            # the deterministic quantum is over
+            if why is not Reason.NONE or self._retranslate:
                 self._retranslate = False
-                continue
+                continue                         # posted work, a preemption or an interrupt
             if self._after_wfi():
-                self._halted = True
                 return Exit.WFI
-            return Exit.PREEMPTED
 
     def stop(self, why: Exit = Exit.PREEMPTED) -> None:
-        """Make run() return soon; safe from any thread and from inside hooks."""
-        if why is not Exit.PREEMPTED:
+        """Make run() return at the next block start; safe from any thread and from hooks."""
+        if why is Exit.PREEMPTED:
+            self._preempt = True
+        else:
             self._exit = why
-        self._stop_requested = True
-        self._emu_stop()
+        self.exitctl.request_stop()
+
+    def post(self, work: Callable[[], None]) -> None:
+        """Run `work` on this vCPU's thread before it executes another guest instruction (now,
+        if it is not running; any thread)."""
+        self._posted.append(work)
+        self.exitctl.request_stop()
+
+    def kick(self) -> None:
+        """The vGIC's line may have risen: a running vCPU takes the interrupt at the next block
+        start where CPSR.I is clear (any thread)."""
+        self.exitctl.set_irq(self.irq_pending())
+
+    def _stage2_fsr(self) -> int:
+        return FSR_DEBUG_LPAE if self.cp15("TTBCR") >> 31 else FSR_DEBUG_SHORT
 
     def _after_wfi(self) -> bool:
         """emu_start returning by itself means the CPU halted: the instruction before PC is WFI."""
@@ -285,12 +291,7 @@ class ArmVcpu:
     def retranslate(self) -> None:
         """Leave emu_start before the block being entered runs, then come back to it."""
         self._retranslate = True
-        self._emu_stop()
-
-    def _emu_stop(self) -> None:
-        # Flagged first: a device access that ends after this abandons its instruction.
-        self._stopping = True
-        self.uc.emu_stop()
+        self.exitctl.request_stop()
 
     def read_virt(self, va: int, size: int) -> bytes | None:
         try:
@@ -304,14 +305,16 @@ class ArmVcpu:
     def _hook_invalid(self, uc: Uc, _data: object) -> bool:
         r0, r1, r2, r3, r4, r12, pc, cpsr, sctlr = self._trap_regs.read()
         thumb = bool(cpsr & PSR_T)
+        if self._yielded(pc, thumb):
+            # WFE and YIELD give the pCPU away if another vCPU wants it. A WFE may complete at
+            # any time (the guest re-checks its condition), so no event register is needed.
+            self.stop()
+            return True
         insn = self._fetch_insn(pc, thumb, sctlr)
         imm = _hvc_imm(insn, thumb) if insn is not None else None
         if imm is None:
-            if self._after_hint(pc, thumb):
-                return True
             self.inject(Vector.UNDEF, pc)
             return True
-        self._hint_pc = None
         if imm == XEN_HYPERCALL_TAG:
             self.hypercalls += 1
             ret = self._on_hypercall(r12, (r0, r1, r2, r3, r4))
@@ -329,25 +332,24 @@ class ArmVcpu:
             self.inject(Vector.UNDEF, pc)
         return True
 
-    def _after_hint(self, pc: int, thumb: bool) -> bool:
-        """Unicorn reports WFE, YIELD, SEV and SEVL here with PC already past them.
+    def _yielded(self, pc: int, thumb: bool) -> bool:
+        """Is this WFE or YIELD completing, rather than an undefined instruction at PC?
 
-        WFE and YIELD give the pCPU away (a WFE may end early: the guest re-checks its condition);
-        SEV needs nothing since no vCPU really sleeps in WFE. Seeing the same PC twice means the
-        instruction at PC itself is undefined.
+        QEMU ends a block with WFE/YIELD and reports it with PC past the hint; an undefined
+        instruction is reported with PC on it. The instruction after a hint always starts a
+        block, so if that block began (the last block start is PC) it is PC that is undefined.
         """
-        if self._hint_pc == pc:
-            self._hint_pc = None
+        if self.exitctl.last_block == pc:
             return False
-        size = 2 if thumb else 4
-        prev = self._fetch_insn(pc - size, thumb)
-        hints = _T16_HINTS if thumb else _A32_HINTS
-        if prev is None or (prev & 0xFFFF if thumb else prev) not in hints:
-            return False
-        self._hint_pc = pc
-        if hints[prev & 0xFFFF if thumb else prev] in ("wfe", "yield"):
-            self.stop()
-        return True
+        if thumb:
+            hw = self.read_virt(pc - 2, 2)
+            if hw is not None and int.from_bytes(hw, "little") in _T16_YIELDS:
+                return True
+            word = self.read_virt(pc - 4, 4)
+            return word is not None and struct.unpack("<HH", word) in (
+                (w >> 16, w & 0xFFFF) for w in _T32_YIELDS)
+        prev = self._fetch_insn(pc - 4, False)
+        return prev in _A32_YIELDS
 
     def _hook_intr(self, uc: Uc, intno: int, _data: object) -> None:
         pc, cpsr = self._pc_cpsr.read()
@@ -428,43 +430,21 @@ class ArmVcpu:
         """An emulated device window: accesses call read(offset, size) / write(offset, size, value).
 
         A device refuses an access by raising an exception with an `offset` attribute (e.g.
-        VgicAccessError): the guest then takes a data abort for it.
-
-        Unicorn 2.1 quirk: when an emu_stop() is pending as an access ends (asked for from a
-        device callback, or from another thread: the ticker, a kick, any time since the block
-        began), emulation stops without finishing the access instruction, with PC on it or on
-        the start of its translation block, so it runs again on resume. Re-running an
-        acknowledge or an SGI write is not harmless, so the access is recorded, and if the vCPU
-        will re-run it (see _note_stop_point) the replay is answered from the record without
-        reaching the device.
+        VgicAccessError): the guest then takes a data abort for it. Each access reaches the
+        device exactly once: nothing stops the vCPU inside an instruction (see tbhook).
         """
-        def access(off: int, sz: int, write_: bool, value: int) -> int:
-            key = (base + off, sz, write_, value)
-            replay = self._replay
-            if replay is not None:
-                self._replay = None
-                if replay[0] == key:
-                    self._last_access = replay      # a stop may land on the replay too
-                    self._stop_in_mmio = self._stopping
-                    return replay[1]
-            try:
-                if write_:
-                    write(off, sz, value)
-                    value = 0
-                else:
-                    value = read(off, sz)
-            except Exception as e:  # noqa: BLE001 - a device refusal becomes a guest abort
-                self._refuse(base + off, write_, e)
-                return 0
-            self._last_access = (key, value)
-            self._stop_in_mmio = self._stopping
-            return value
-
         def on_read(uc: Uc, off: int, sz: int, _ud: object) -> int:
-            return access(off, sz, False, 0)
+            try:
+                return read(off, sz)
+            except Exception as e:  # noqa: BLE001 - a device refusal becomes a guest abort
+                self._refuse(base + off, False, e)
+                return 0
 
         def on_write(uc: Uc, off: int, sz: int, value: int, _ud: object) -> None:
-            access(off, sz, True, value)
+            try:
+                write(off, sz, value)
+            except Exception as e:  # noqa: BLE001 - a device refusal becomes a guest abort
+                self._refuse(base + off, True, e)
 
         self._mmio_callbacks = getattr(self, "_mmio_callbacks", []) + [on_read, on_write]
         self.uc.mmio_map(base, size, on_read, None, on_write, None)
@@ -473,8 +453,9 @@ class ArmVcpu:
         if not hasattr(err, "offset"):
             self._log(f"vcpu{self.vcpu_id}: device error at {addr:#x}: {err!r}")
         self._mmio_fault = (addr, write)
-        self._stop_requested = True
-        self._emu_stop()
+        # The one synchronous stop inside an instruction: Unicorn leaves with PC on the refused
+        # access, where the abort is taken, so nothing runs twice.
+        self.uc.emu_stop()
 
     def _access_at_pc(self, pc: int, cpsr: int) -> tuple[int, bool] | None:
         """(guest-physical address, write) of the load/store at PC, if it is one."""
@@ -491,30 +472,6 @@ class ArmVcpu:
         except guest_walk.GuestFault:
             return None
         return ipa, acc.write
-
-    def _note_stop_point(self) -> None:
-        """After emu_start returns: will the next instructions re-run the last device access?
-
-        Yes if PC is on it, or if a stop was pending when it ended and it lies ahead in the
-        straight-line code from PC (Unicorn went back to the start of its block).
-        """
-        last, self._last_access = self._last_access, None
-        in_flight, self._stop_in_mmio = self._stop_in_mmio, False
-        if last is None:
-            return
-        (addr, _size, write, _value), _result = last
-        pc, cpsr = self._pc_cpsr.read()
-        thumb = bool(cpsr & PSR_T)
-        for _ in range(MAX_BLOCK_INSNS if in_flight else 1):
-            if self._access_at_pc(pc, cpsr) == (addr, write):
-                self._replay = last
-                return
-            if not in_flight:
-                return
-            insn = self._fetch_insn(pc, thumb)
-            if insn is None:
-                return
-            pc += 4 if not thumb or insn > 0xFFFF else 2
 
     # -- guest physical memory (RAM only; MMIO is not reachable this way) ------------------------------
 
@@ -563,6 +520,7 @@ class ArmVcpu:
         for h in self._hooks:
             self.uc.hook_del(h)
         self._hooks.clear()
+        self.exitctl.close()
 
 
 def _hvc_imm(insn: int, thumb: bool) -> int | None:

@@ -1,0 +1,102 @@
+"""The vCPU's exit point: the block hook in C (tbhook.c) and its control block.
+
+Any thread may ask a running vCPU to come back (`request_stop`) or tell it an interrupt is
+deliverable (`irq`); the hook, at the start of the next translation block, stops emulation with
+the PC on an instruction nothing has run past. Nothing else ever calls uc_emu_stop() while guest
+code runs: in Unicorn 2.1 that re-runs the instruction whose memory access was in flight.
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+
+from unicorn import UC_HOOK_BLOCK
+from unicorn.arm_const import UC_ARM_REG_CPSR
+from unicorn.unicorn_py3.unicorn import uclib
+
+try:
+    from xenpy.arch.arm import _tbhook
+except ImportError as e:  # pragma: no cover - a source tree nobody built
+    raise ImportError("xenpy's C block hook is not built: run `pip install -e .` in the "
+                      "source tree (it needs a C compiler)") from e
+
+
+class Reason(enum.IntEnum):
+    NONE = 0
+    REQUESTED = 1     # request_stop() from some thread
+    IRQ = 2           # an interrupt is deliverable and CPSR.I is clear
+    BUDGET = 3        # the deterministic quantum is used up
+
+
+class _Ctl(ctypes.Structure):
+    _fields_ = [("stop", ctypes.c_uint32), ("irq", ctypes.c_uint32),
+                ("metered", ctypes.c_uint32), ("reason", ctypes.c_uint32),
+                ("budget", ctypes.c_int64), ("executed", ctypes.c_uint64),
+                ("blocks", ctypes.c_uint64), ("stop_pc", ctypes.c_uint64),
+                ("last_pc", ctypes.c_uint64),
+                ("emu_stop", ctypes.c_void_p), ("reg_read", ctypes.c_void_p),
+                ("cpsr_regid", ctypes.c_int32), ("pad", ctypes.c_uint32)]
+
+
+assert ctypes.sizeof(_Ctl) == _tbhook.CTL_SIZE, "tbhook.c and tbhook.py disagree on the layout"
+
+_EMU_STOP = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
+_REG_READ = ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value
+
+
+class ExitControl:
+    """One vCPU's control block, shared with its block hook."""
+
+    def __init__(self, uch: ctypes.c_void_p) -> None:
+        self.ctl = ctl = _Ctl()
+        ctl.emu_stop, ctl.reg_read, ctl.cpsr_regid = _EMU_STOP, _REG_READ, UC_ARM_REG_CPSR
+        self._uch = uch
+        self._handle = ctypes.c_size_t()
+        err = uclib.uc_hook_add(uch, ctypes.byref(self._handle), UC_HOOK_BLOCK,
+                                ctypes.c_void_p(_tbhook.BLOCK_HOOK),
+                                ctypes.cast(ctypes.pointer(ctl), ctypes.c_void_p),
+                                ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if err:
+            raise RuntimeError(f"uc_hook_add(UC_HOOK_BLOCK) failed: {err}")
+
+    def close(self) -> None:
+        if self._handle.value:
+            uclib.uc_hook_del(self._uch, self._handle)
+            self._handle.value = 0
+
+    def request_stop(self) -> None:
+        self.ctl.stop = 1
+
+    def set_irq(self, level: bool) -> None:
+        self.ctl.irq = 1 if level else 0
+
+    def take(self) -> Reason:
+        """After emu_start: why the hook stopped it (NONE: something else did), and re-arm."""
+        ctl = self.ctl
+        why = Reason(ctl.reason)
+        ctl.reason = 0
+        if why is Reason.REQUESTED:
+            ctl.stop = 0
+        return why
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self.ctl.stop)
+
+    @property
+    def last_block(self) -> int:
+        return self.ctl.last_pc
+
+    @property
+    def executed(self) -> int:
+        """Guest code bytes executed (the deterministic clock's source)."""
+        return self.ctl.executed
+
+    def meter(self, budget: int | None) -> None:
+        """Deterministic mode: stop after `budget` more code bytes (None: unmetered)."""
+        self.ctl.metered = 0 if budget is None else 1
+        self.ctl.budget = budget or 0
+
+    @property
+    def budget(self) -> int:
+        return self.ctl.budget
