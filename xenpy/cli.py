@@ -55,7 +55,8 @@ def start_background(args: list[str], wait_s: float = 20.0) -> int:
 def _board_config(ns: argparse.Namespace):
     from xenpy.common.hypervisor import HypervisorConfig
     return HypervisorConfig(nr_pcpus=ns.pcpus, total_mem_mb=ns.mem, dom0_mem_mb=ns.dom0_mem,
-                            layout=ns.layout, vgic_strict=ns.vgic_strict)
+                            layout=ns.layout, vgic_strict=ns.vgic_strict,
+                            deterministic=ns.deterministic, seed=ns.seed)
 
 
 def _power_on_sd(ns: argparse.Namespace):
@@ -79,6 +80,10 @@ def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
             return 1
         # The child boots the same card again; give it paths that do not depend on its cwd.
         passthrough = ["--sd", os.path.abspath(ns.sd), "--layout", ns.layout]
+        if ns.deterministic:
+            passthrough.append("--deterministic")
+        if ns.seed is not None:
+            passthrough += ["--seed", str(ns.seed)]
         if ns.script is not None:
             passthrough.append(os.path.abspath(ns.script))
     if not ns.foreground:
@@ -102,6 +107,7 @@ def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
             for line in power.console:
                 echo(line)
         power.config.vgic_strict = ns.vgic_strict
+        power.config.deterministic, power.config.seed = ns.deterministic, ns.seed
         board = Board(power.config, echo=echo)
         sd_board.attach(board.hv.log)
     else:
@@ -147,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="an access to a vGIC register the model lacks aborts the guest")
     b.add_argument("--layout", choices=("4.4", "current"), default="4.4",
                    help="default guest memory map (Xen 4.4's or the current one)")
+    b.add_argument("--deterministic", action="store_true",
+                   help="virtual time from instructions executed, all pCPUs in lock step: "
+                        "the same inputs give the same run, byte for byte")
+    b.add_argument("--seed", type=int, metavar="N",
+                   help="with --deterministic: vary the scheduling quanta, reproducibly")
     b.add_argument("--sd", metavar="DIR",
                    help="boot a Cubieboard2 with U-Boot from this SD card directory")
     b.add_argument("script", nargs="?", metavar="SCRIPT",

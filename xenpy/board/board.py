@@ -51,12 +51,13 @@ class Board:
 
     def _start_xenstored(self) -> None:
         from xenpy.xenstore import XenStored
-        self.store_evtchn = EvtchnDevice(self.hv)          # xenstored's /dev/xen/evtchn
+        self.store_evtchn = EvtchnDevice(self.hv, service=True)   # xenstored's /dev/xen/evtchn
         self.store_gntdev = GntdevDevice(self.hv)          # and its /dev/xen/gntdev
         self._store_maps: dict[int, object] = {}
         self._store_rings: dict[int, tuple[int, object]] = {}   # local port -> (domid, ring)
         self.xenstored = XenStored(self.rundir / "xenstored" / "state.json",
-                                   on_introduce=self._introduce, log=self.hv.log)
+                                   on_introduce=self._introduce, log=self.hv.log,
+                                   board_lock=self.hv.big_lock)
         self.xenstored.serve_socket(xenstored_path())
         threading.Thread(target=self._store_pump, daemon=True, name="xenstored-evtchn").start()
 

@@ -29,12 +29,26 @@ ENOTCONN = 107
 
 
 class EvtchnDevice:
-    def __init__(self, hv: "Hypervisor") -> None:
+    """`service=True`: the device of an in-board dom0 service (xenstored, xenconsoled) whose one
+    thread loops on pending(). On a deterministic board it holds the board lock except while it
+    waits in pending(), and the executor waits for it to be quiescent before each round."""
+
+    def __init__(self, hv: "Hypervisor", *, service: bool = False) -> None:
         self._dom0 = hv.domains[0]
         self._cond = threading.Condition()     # guards _ring, _ports, _closed; never held across
         self._ring: deque[int] = deque()       # a call into the hypervisor
         self._ports: set[int] = set()
         self._closed = False
+        self._service_lock = hv.big_lock if service and hv.clock.deterministic else None
+        self._holding = False                  # the consumer holds the board lock
+        self._waiting = False                  # the consumer waits in pending()
+        if service:
+            hv.services.append(self)
+
+    def quiescent(self) -> bool:
+        """Everything queued was taken, and the consumer is back waiting for more."""
+        with self._cond:
+            return self._closed or (not self._ring and self._waiting)
 
     # Called by the hypervisor (with no event-channel lock held) when one of our ports fires.
     def _event(self, port: int) -> None:
@@ -107,14 +121,27 @@ class EvtchnDevice:
     def pending(self, timeout: float | None = None) -> int | None:
         """The next port that fired (it stays masked until unmask()), or None after `timeout` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._ring:
-                self._usable()
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
-                self._cond.wait(left)
-            return self._ring.popleft()
+        lock = self._service_lock
+        if lock is not None and self._holding:
+            self._holding = False
+            lock.release()
+        try:
+            with self._cond:
+                self._waiting = True
+                try:
+                    while not self._ring:
+                        self._usable()
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            return None
+                        self._cond.wait(left)
+                    return self._ring.popleft()
+                finally:
+                    self._waiting = False
+        finally:
+            if lock is not None:
+                lock.acquire()
+                self._holding = True
 
     def unmask(self, port: int) -> None:
         """Re-enable a port after handling it; a port this device does not own is ignored."""

@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 Reply = tuple[dict[str, Any], int | None]
 
 
+def _waits(req: Any) -> bool:
+    return isinstance(req, dict) and (req.get("op") == "console_read" or (
+        req.get("op") == "evtchn" and req.get("cmd") == "pending"))
+
+
 class Privcmd:
     def __init__(self, hv: "Hypervisor", on_host_shutdown: Callable[[int], None] | None = None):
         self.hv = hv
@@ -50,7 +55,17 @@ class Privcmd:
     # -- the requests ---------------------------------------------------------------------------
 
     def call(self, req: dict[str, Any], session: dict[str, Any] | None = None) -> Reply:
-        """One request. `session` is per connection: what an open file of the device would hold."""
+        """One request. `session` is per connection: what an open file of the device would hold.
+
+        On a deterministic board a request runs between two guest rounds (under the board
+        lock), except the two that wait for the guests: an evtchn read and a console read."""
+        if _waits(req):
+            with self.hv.dom0_waits():
+                return self._call(req, session)
+        with self.hv.big_lock:
+            return self._call(req, session)
+
+    def _call(self, req: dict[str, Any], session: dict[str, Any] | None) -> Reply:
         hv, dom0 = self.hv, self.hv.domains[0]
         op = req.get("op")
         session = {} if session is None else session

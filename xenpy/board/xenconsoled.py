@@ -38,7 +38,7 @@ class XenConsoled:
     def __init__(self, hv: "Hypervisor", xs_factory: Callable[[], object]) -> None:
         self.hv = hv
         self._xs_factory = xs_factory
-        self.evtchn = EvtchnDevice(hv)
+        self.evtchn = EvtchnDevice(hv, service=True)
         self.gntdev = GntdevDevice(hv)
         self.consoles: dict[int, _Console] = {}     # local port -> console
         self._stop = threading.Event()

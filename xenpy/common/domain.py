@@ -55,7 +55,7 @@ class Vcpu:
         self.timer_deadline: int | None = None    # host ns of its next armed timer
         self.timer_fired: int | None = None       # the deadline the ticker last acted on
         self.runstate = RUNSTATE_offline
-        self.runstate_entry = time.monotonic_ns()
+        self.runstate_entry = domain.hv.clock.now_ns()
         self.runstate_time = [0, 0, 0, 0]         # ns in running, runnable, blocked, offline
 
     @property

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import getpass
 import platform
 import sys
@@ -14,6 +15,7 @@ from typing import Callable
 from xenpy.common import console, event_channel, grant_table, kernel, memory, schedule  # noqa: F401
 from xenpy.arch.arm import hvm
 from xenpy.arch.arm import vpsci
+from xenpy.arch.arm.clock import HostClock, InstructionClock
 from xenpy.arch.arm.domain import sample_timers
 from xenpy.common.domain import ConsoleLog, Domain, Vcpu
 from xenpy.common.hypercall import hypercall
@@ -46,6 +48,62 @@ class MmioDevice:
         return range(self.base >> 12, (self.base + self.size) >> 12)
 
 
+class BoardLock:
+    """A deterministic board's lock: the executor holds it while guests run, dom0 while it acts.
+    Dom0 goes first: the executor starts a round only when no one in dom0 wants the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._cv = threading.Condition()
+        self._wanted = 0
+
+    def acquire(self) -> bool:
+        with self._cv:
+            self._wanted += 1
+        self._lock.acquire()
+        with self._cv:
+            self._wanted -= 1
+            self._cv.notify_all()
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @contextlib.contextmanager
+    def round(self):
+        """The executor's hold: after dom0's pending requests."""
+        with self._cv:
+            while self._wanted:
+                self._cv.wait(0.05)
+        self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+
+class _NoLock:
+    """The board lock of a free-running board: dom0 and guests act concurrently."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def acquire(self, *args: object) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+
 @dataclass
 class HypervisorConfig:
     nr_pcpus: int = 2
@@ -59,6 +117,8 @@ class HypervisorConfig:
     vgic_strict: bool = False             # unimplemented vGIC registers abort instead of RAZ/WI
     devices: tuple[MmioDevice, ...] = ()  # the board's device windows (iomem passthrough)
     boot_log: tuple[str, ...] = ()        # what Xen printed while it read the boot modules
+    deterministic: bool = False           # the instruction clock and the lock-step scheduler
+    seed: int | None = None               # deterministic mode: vary the quanta reproducibly
 
 
 class Hypervisor:
@@ -87,7 +147,19 @@ class Hypervisor:
                              "compile_by": getpass.getuser()[:15], "compile_domain": "xenpy",
                              "compile_date": time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime())}
         self.started = time.monotonic()
-        self.scheduler = Scheduler(self, c.nr_pcpus, c.slice_ms)
+        # Dom0's in-board services (their evtchn devices), which a deterministic round waits for.
+        self.services: list = []
+        self.dom0_waiting = 0       # dom0 requests waiting for the guests (console, evtchn reads)
+        if c.deterministic:
+            from xenpy.common.sched_deterministic import DeterministicScheduler
+            self.clock: HostClock | InstructionClock = InstructionClock()
+            # Held by the executor while guests run and by dom0 while it acts.
+            self.big_lock: BoardLock | _NoLock = BoardLock()
+            self.scheduler: Scheduler = DeterministicScheduler(self, c.nr_pcpus, c.slice_ms,
+                                                               seed=c.seed)
+        else:
+            self.clock, self.big_lock = HostClock(), _NoLock()
+            self.scheduler = Scheduler(self, c.nr_pcpus, c.slice_ms)
         self._create_dom0()
 
     def _create_dom0(self) -> None:
@@ -114,6 +186,28 @@ class Hypervisor:
 
     def start(self) -> None:
         self.scheduler.start()
+
+    @contextlib.contextmanager
+    def dom0_waits(self):
+        """Around a dom0 request that waits for the guests: on a deterministic board idle time
+        passes only meanwhile."""
+        with self.scheduler.cond:
+            self.dom0_waiting += 1
+            self.scheduler.cond.notify_all()
+        try:
+            yield
+        finally:
+            with self.scheduler.cond:
+                self.dom0_waiting -= 1
+
+    def wait_for_services(self, timeout: float) -> None:
+        """Deterministic mode: until dom0's services have handled every event sent to them."""
+        deadline = time.monotonic() + timeout
+        while not all(dev.quiescent() for dev in list(self.services)):
+            if time.monotonic() > deadline:
+                self.log("deterministic: a dom0 service did not answer in time; going on")
+                return
+            time.sleep(0.00005)
 
     def shutdown(self) -> None:
         self.scheduler.stop()

@@ -241,7 +241,7 @@ class Scheduler:
 def runstate_change(v: "Vcpu", state: int) -> None:
     """Account the time spent in the old state; publish the area when the vCPU is scheduled in,
     as Xen does on a context switch."""
-    now = time.monotonic_ns()
+    now = v.domain.hv.clock.now_ns()
     v.runstate_time[v.runstate] += now - v.runstate_entry
     v.runstate, v.runstate_entry = state, now
     if state == RUNSTATE_running and v.runstate_va is not None and v.arch is not None:

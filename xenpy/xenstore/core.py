@@ -123,14 +123,18 @@ class _Request:
 
 class _Serial:
     """The xenstored lock. Notifications requested while it is held run after
-    the outermost holder releases it."""
+    the outermost holder releases it. `outer`: a lock taken first (a
+    deterministic board's lock, so a request lands between two guest rounds)."""
 
-    def __init__(self) -> None:
+    def __init__(self, outer=None) -> None:
         self._lock = threading.RLock()
+        self._outer = outer
         self._depth = 0
         self._pending: dict[int, Callable[[], None]] = {}
 
     def __enter__(self) -> None:
+        if self._outer is not None:
+            self._outer.acquire()
         self._lock.acquire()
         self._depth += 1
 
@@ -138,12 +142,18 @@ class _Serial:
         self._depth -= 1
         if self._depth:
             self._lock.release()
+            if self._outer is not None:
+                self._outer.release()
             return
         todo = list(self._pending.values())
         self._pending.clear()
         self._lock.release()
-        for fn in todo:
-            fn()
+        try:
+            for fn in todo:
+                fn()
+        finally:
+            if self._outer is not None:
+                self._outer.release()
 
     def later(self, key: int, fn: Callable[[], None]) -> None:
         self._pending[key] = fn
@@ -160,7 +170,8 @@ class XenStored:
     """
 
     def __init__(self, state_path: Path | None, on_introduce: Callable[[int, int, int], object] | None = None,
-                 quota: Quota | None = None, log: Callable[[str], None] = print) -> None:
+                 quota: Quota | None = None, log: Callable[[str], None] = print,
+                 board_lock=None) -> None:
         self.quota = quota or Quota()
         self.soft_memory = _SOFT_MEMORY
         self.on_introduce = on_introduce
@@ -168,7 +179,7 @@ class XenStored:
         self.store = Store()
         self.connections: list[Connection] = []
         self.domains: dict[int, DomainInfo] = {}
-        self._serial = _Serial()
+        self._serial = _Serial(board_lock)
         self._server = None
         self._persist = Persist(Path(state_path), log) if state_path is not None else None
         loaded = self._persist.load() if self._persist else None

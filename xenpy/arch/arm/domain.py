@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from xenpy.arch.arm.vgic import VgicAccessError
 from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SIZE, GICC_SIZE, VGicV2
-from xenpy.arch.arm.vtimer import VTimer, now_count
+from xenpy.arch.arm.vtimer import VTimer
 
 if TYPE_CHECKING:
     from xenpy.common.domain import Domain, Vcpu
@@ -24,7 +24,7 @@ def arch_domain_init(d: "Domain") -> None:
     hv = d.hv
     d.vgic = vgic = VGicV2(len(d.vcpus), nr_spis=32, kick=lambda n: hv.vgic_kick(d, n),
                            log=hv.log, strict=hv.config.vgic_strict)
-    cntvoff = now_count()
+    cntvoff = hv.clock.count()
     gicc_size = max(PAGE, (d.layout.gicc_size + PAGE - 1) & ~(PAGE - 1))
     gicc_size = min(gicc_size, GICC_SIZE)
     for v in d.vcpus:
@@ -38,7 +38,7 @@ def arch_domain_init(d: "Domain") -> None:
         a.map_mmio(d.layout.gicc_base, gicc_size,
                    lambda off, size, v=v: _gicc_read(v, off, size),
                    lambda off, size, val, v=v: _gicc_write(v, off, size, val))
-        v.vtimer = VTimer(a, cntvoff, on_write=lambda v=v: hv.timer_written(v))
+        v.vtimer = VTimer(a, cntvoff, on_write=lambda v=v: hv.timer_written(v), clock=hv.clock)
 
 
 def _gicc_read(v: "Vcpu", off: int, size: int) -> int:

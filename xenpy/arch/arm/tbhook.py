@@ -92,6 +92,15 @@ class ExitControl:
         """Guest code bytes executed (the deterministic clock's source)."""
         return self.ctl.executed
 
+    def charge(self, nbytes: int) -> None:
+        """Deterministic mode: a trap costs virtual time as if it ran `nbytes` of code (a
+        hypercall is not free on real hardware, and a guest that traps without end must still
+        end its quantum)."""
+        ctl = self.ctl
+        if ctl.metered:                 # the next block start ends a quantum used up
+            ctl.executed += nbytes
+            ctl.budget -= nbytes
+
     def meter(self, budget: int | None) -> None:
         """Deterministic mode: stop after `budget` more code bytes (None: unmetered)."""
         self.ctl.metered = 0 if budget is None else 1

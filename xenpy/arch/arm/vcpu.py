@@ -60,6 +60,9 @@ _A32_YIELDS = (0xE320F001, 0xE320F002)
 _T16_YIELDS = (0xBF10, 0xBF20)
 _T32_YIELDS = (0xF3AF8001, 0xF3AF8002)
 UNTIL = 0xFFFFFFFF  # never an instruction address: emu_start runs until something stops it
+# What a trap costs in virtual time on a deterministic board, as code bytes (clock.BYTES_PER_NS
+# a ns): about what a hypercall or an emulated device access costs on a Cortex-A7 under Xen.
+TRAP_COST = 2000    # 500 ns
 
 class Exit(enum.Enum):
     """Why run() returned to the scheduler."""
@@ -315,6 +318,7 @@ class ArmVcpu:
         if imm is None:
             self.inject(Vector.UNDEF, pc)
             return True
+        self.exitctl.charge(TRAP_COST)
         if imm == XEN_HYPERCALL_TAG:
             self.hypercalls += 1
             ret = self._on_hypercall(r12, (r0, r1, r2, r3, r4))
@@ -393,6 +397,7 @@ class ArmVcpu:
     def inject(self, vector: Vector, preferred_return: int) -> None:
         """ARM exception entry (ARM ARM B1.8): mode, banked LR and SPSR, CPSR bits, vector."""
         uc = self.uc
+        self.exitctl.charge(TRAP_COST)
         cpsr = uc.reg_read(UC_ARM_REG_CPSR)
         sctlr = self.cp15("SCTLR")
         mode, (off_arm, off_thumb), mask_a = _ENTRY[vector]
@@ -433,7 +438,10 @@ class ArmVcpu:
         VgicAccessError): the guest then takes a data abort for it. Each access reaches the
         device exactly once: nothing stops the vCPU inside an instruction (see tbhook).
         """
+        charge = self.exitctl.charge
+
         def on_read(uc: Uc, off: int, sz: int, _ud: object) -> int:
+            charge(TRAP_COST)
             try:
                 return read(off, sz)
             except Exception as e:  # noqa: BLE001 - a device refusal becomes a guest abort
@@ -441,6 +449,7 @@ class ArmVcpu:
                 return 0
 
         def on_write(uc: Uc, off: int, sz: int, value: int, _ud: object) -> None:
+            charge(TRAP_COST)
             try:
                 write(off, sz, value)
             except Exception as e:  # noqa: BLE001 - a device refusal becomes a guest abort

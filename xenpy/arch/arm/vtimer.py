@@ -15,6 +15,8 @@ Time: QEMU's counter is the host's CLOCK_MONOTONIC at 62.5 MHz (16 ns a tick), s
 hypervisor's clock and the guest's CNTPCT are the same clock. Each domain gets a CNTVOFF equal to
 the count at its creation, so its CNTVCT starts near zero, as a domain's virtual time does on Xen.
 CNTV_CTL.ISTATUS as the guest reads it is refreshed whenever the hypervisor samples the timer.
+On a deterministic board (clock.InstructionClock) the counter reads are trapped the same way
+(MRRC of CNTPCT/CNTVCT, MRC of the TVALs) and answered from the instruction clock.
 """
 from __future__ import annotations
 
@@ -25,13 +27,13 @@ from typing import TYPE_CHECKING, Callable
 from unicorn import UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED
 from unicorn.arm_const import UC_ARM_REG_CPSR, UC_ARM_REG_R0
 
+from xenpy.arch.arm.clock import NS_PER_TICK, HostClock
 from xenpy.arch.arm.regs import RegBatch
 from xenpy.public.arch_arm import GUEST_TIMER_PHYS_NS_PPI, GUEST_TIMER_VIRT_PPI
 
 if TYPE_CHECKING:
     from xenpy.arch.arm.vcpu import ArmVcpu
 
-NS_PER_TICK = 16                 # CNTFRQ = 62.5 MHz
 CTL_ENABLE, CTL_IMASK, CTL_ISTATUS = 1, 2, 4
 
 # Which timer register an MCR (CRn=c14, opc1=0) names, by (CRm, opc2); MCRR (CRm=c14) by opc1.
@@ -41,6 +43,25 @@ _MCRR_REGS = {3: "CNTV_CVAL", 2: "CNTP_CVAL"}
 
 def now_count() -> int:
     return time.monotonic_ns() // NS_PER_TICK
+
+
+def decode_counter_read(insn: int, thumb: bool) -> tuple[str, int, int | None, int] | None:
+    """(register, Rt, Rt2, cond) if `insn` reads the counter or a TVAL (MRRC/MRC), else None."""
+    if thumb:
+        cond, word = 0xE, insn
+        if insn >> 28 != 0xE:
+            return None
+    else:
+        cond, word = insn >> 28, insn
+        if cond == 0xF:
+            return None
+    if word & 0x0FF00F0F == 0x0C500F0E:                          # MRRC p15, opc1, Rt, Rt2, c14
+        name = {0: "CNTPCT", 1: "CNTVCT"}.get((word >> 4) & 0xF)
+        return (name, (word >> 12) & 0xF, (word >> 16) & 0xF, cond) if name else None
+    if word & 0x0FF00F10 == 0x0E100F10 and (word >> 16) & 0xF == 14 and not (word >> 21) & 7:
+        name = {(3, 0): "CNTV_TVAL", (2, 0): "CNTP_TVAL"}.get((word & 0xF, (word >> 5) & 7))
+        return (name, (word >> 12) & 0xF, None, cond) if name else None
+    return None
 
 
 def decode_timer_write(insn: int, thumb: bool) -> tuple[str, int, int | None, int] | None:
@@ -79,8 +100,11 @@ class VTimer:
     """Both EL1 timers of one vCPU: their programmed state and their interrupt lines."""
 
     def __init__(self, arch: "ArmVcpu", cntvoff: int,
-                 on_write: Callable[[], None] = lambda: None) -> None:
+                 on_write: Callable[[], None] = lambda: None, clock=None) -> None:
         self.arch = arch
+        self.clock = clock or HostClock()
+        self._decoders = ((decode_timer_write, self._on_timer_insn),) + (
+            ((decode_counter_read, self._on_counter_read),) if self.clock.deterministic else ())
         arch.set_cp15("CNTVOFF", cntvoff)
         self.cntvoff = cntvoff
         self.on_write = on_write
@@ -105,19 +129,17 @@ class VTimer:
             for i in range(len(hws) - 1):
                 if hws[i] >> 8 in (0xEE, 0xEC):
                     insn = hws[i] << 16 | hws[i + 1]
-                    if decode_timer_write(insn, True):
-                        found.append((pc + 2 * i, insn))
+                    found += [(pc + 2 * i, insn, cb) for dec, cb in self._decoders
+                              if dec(insn, True)]
         else:
             for i, word in enumerate(struct.unpack(f"<{size // 4}I", code[: size // 4 * 4])):
-                if decode_timer_write(word, False):
-                    found.append((pc + 4 * i, word))
-        new = [(a, insn) for a, insn in found if a not in self._hooked]
+                found += [(pc + 4 * i, word, cb) for dec, cb in self._decoders if dec(word, False)]
+        new = [(a, insn, cb) for a, insn, cb in found if a not in self._hooked]
         if not new:
             return
-        for addr, insn in new:
+        for addr, insn, cb in new:
             self._hooked.add(addr)
-            self._hooks.append(uc.hook_add(UC_HOOK_CODE, self._on_timer_insn, (insn, thumb),
-                                           begin=addr, end=addr))
+            self._hooks.append(uc.hook_add(UC_HOOK_CODE, cb, (insn, thumb), begin=addr, end=addr))
         # The block was translated without the hooks: drop it and stop before it runs (the
         # block's entry check sees the stop), so it is translated again with them.
         uc.ctl_remove_cache(pc, pc + size)
@@ -136,6 +158,29 @@ class VTimer:
             val |= (uc.reg_read(UC_ARM_REG_R0 + rt2) if rt2 < 13 else self.arch.reg(rt2)) << 32
         self.write(name, val)
 
+    def _on_counter_read(self, uc, addr: int, _size: int, data: tuple[int, bool]) -> None:
+        """A trapped counter read (deterministic board): answer it and skip the instruction."""
+        insn, thumb = data
+        dec = decode_counter_read(insn, thumb)
+        if dec is None:
+            return
+        name, rt, rt2, cond = dec
+        if not thumb and cond != 0xE and not cond_passed(cond, uc.reg_read(UC_ARM_REG_CPSR)):
+            return
+        now = self.clock.count()
+        if name == "CNTPCT":
+            value = now
+        elif name == "CNTVCT":
+            value = now - self.cntvoff
+        else:
+            virt = name == "CNTV_TVAL"
+            cval = self.arch.cp15("CNTV_CVAL" if virt else "CNTP_CVAL")
+            value = (cval - (now - (self.cntvoff if virt else 0))) & 0xFFFFFFFF
+        self.arch.set_reg(rt, value & 0xFFFFFFFF)
+        if rt2 is not None:
+            self.arch.set_reg(rt2, (value >> 32) & 0xFFFFFFFF)
+        self.arch.set_reg(15, addr + 4)       # A32 and T32 MRC/MRRC are 4 bytes
+
     def write(self, name: str, value: int) -> None:
         """A guest write to a timer register, with the architecture's semantics."""
         self.writes += 1
@@ -145,7 +190,7 @@ class VTimer:
         if name.endswith("_TVAL"):
             tval = value & 0xFFFFFFFF
             tval -= (tval & 0x80000000) << 1                      # signed 32-bit
-            self.arch.set_cp15(f"{prefix}_CVAL", (now_count() - offset + tval) & (1 << 64) - 1)
+            self.arch.set_cp15(f"{prefix}_CVAL", (self.clock.count() - offset + tval) & (1 << 64) - 1)
         elif name.endswith("_CVAL"):
             self.arch.set_cp15(name, value & (1 << 64) - 1)
         else:
@@ -155,7 +200,7 @@ class VTimer:
     def sample(self) -> tuple[dict[int, bool], int | None]:
         """Lines (ppi -> level) and the earliest future deadline in host ns (None: none armed)."""
         vctl, vcval, pctl, pcval = self._regs.read()
-        now = now_count()
+        now = self.clock.count()
         lines: dict[int, bool] = {}
         deadline: int | None = None
         for ppi, ctl, cval, offset in ((GUEST_TIMER_VIRT_PPI, vctl, vcval, self.cntvoff),
