@@ -225,7 +225,7 @@ def _srs_rfe(c: _Ctx, rn_value: int | None, mode: int, load: bool, inc: bool, be
 
 def _a32_srs(insn: int, c: _Ctx) -> DataAccess | None:
     p, u, w = (insn >> 24) & 1, (insn >> 23) & 1, (insn >> 21) & 1
-    return _srs_rfe(c, None, insn & 0x1F, False, bool(u), p == u, bool(w))
+    return _srs_rfe(c, None, insn & 0x1F, False, bool(u), bool(p), bool(w))
 
 
 def _a32_rfe(insn: int, c: _Ctx) -> DataAccess | None:
@@ -233,7 +233,7 @@ def _a32_rfe(insn: int, c: _Ctx) -> DataAccess | None:
     rn = (insn >> 16) & 0xF
     if rn == PC:
         return None
-    return _srs_rfe(c, c.reg(rn), 0, True, bool(u), p == u, bool(w))
+    return _srs_rfe(c, c.reg(rn), 0, True, bool(u), bool(p), bool(w))
 
 
 def _vfp_transfer(insn: int, c: _Ctx, pc_value: int) -> DataAccess | None:
