@@ -371,8 +371,8 @@ class Row:
                                      banked_sp=banked_sp)
 
 
-ROWS = ([Row(*c, thumb=False) for c in A32_CASES]          # noqa: F821 - defined above
-        + [Row(*c, thumb=True) for c in T32_CASES])        # noqa: F821
+ROWS = ([Row(*c, thumb=False) for c in A32_CASES]
+        + [Row(*c, thumb=True) for c in T32_CASES])
 FORMATS = ["short", "short-tre", "lpae"]
 
 
@@ -470,3 +470,185 @@ def test_data_abort_reports_the_architectural_fault(row: Row, fmt: str):
         assert (got[0], got[1] & mask, got[2]) == (far, fsr & mask, wnr), \
             f"{where}: got DFAR {got[0]:#x} DFSR {got[1]:#x} WnR {got[2]}, " \
             f"want {far:#x} {fsr:#x} {wnr}"
+
+
+# ---- short descriptors: the full AP[2:0] model, domains, sections ---------------------------------
+
+LDR, STR = 0xE5910000, 0xE5810000            # ldr r0, [r1] / str r0, [r1]
+LDRT, STRT = 0xE4B10000, 0xE4A10000          # ldrt r0, [r1], #0 / strt r0, [r1], #0
+SECTION_BASE = 0x00400000
+
+
+def short_sections(ram: Ram, aps: dict[int, int], domain: int = 7, xn: bool = False) -> None:
+    """Sections at SECTION_BASE + i MiB with AP[2:0] = aps[i]."""
+    for i, ap in aps.items():
+        desc = (0x80000000 | ((ap >> 2) << 15) | ((ap & 3) << 10) | (domain << 5)
+                | (int(xn) << 4) | 0b10)
+        ram.write(S_L1 + ((SECTION_BASE >> 20) + i) * 4, desc.to_bytes(4, "little"))
+
+
+def abort(regs: Stage1Regs, ram: Ram, insn: int, va: int, mode: int = SVC, thumb: bool = False):
+    return guest_walk.data_abort(regs, insn, thumb, lambda n: va if n == 1 else 0, 0x00100800,
+                                 mode, ram.read)
+
+
+# Table B3-8 (AFE=0): AP[2:0] -> (PL1 read, PL1 write, PL0 read, PL0 write); 100 is reserved.
+AP_FULL = {0b000: "----", 0b001: "rw--", 0b010: "rwr-", 0b011: "rwrw",
+           0b101: "r---", 0b110: "r-r-", 0b111: "r-r-"}
+
+
+@pytest.mark.parametrize("ap", sorted(AP_FULL))
+def test_short_full_access_permission_model(ap):
+    ram = Ram()
+    short_sections(ram, {0: ap})
+    regs = Stage1Regs(sctlr=SCTLR_M, ttbcr=0, ttbr0=S_L1, ttbr1=0, dacr=1 << 14)  # domain 7 client
+    va = SECTION_BASE + 0x1230
+    rights = AP_FULL[ap]
+    for insn, mode, allowed in ((LDR, SVC, rights[0]), (STR, SVC, rights[1]),
+                                (LDR, USR, rights[2]), (STR, USR, rights[3]),
+                                (LDRT, SVC, rights[2]), (STRT, SVC, rights[3])):
+        write = insn in (STR, STRT)
+        got = abort(regs, ram, insn, va, mode)
+        if allowed != "-":
+            assert got == (va, dfsr(False, "debug", 0, write), write), (ap, hex(insn), mode)
+        else:
+            # A section permission fault, with the section's domain.
+            assert got == (va, dfsr(False, "permission", 1, write, 7), write), (ap, hex(insn), mode)
+
+
+def test_short_domains_no_access_reserved_manager():
+    ram = Ram()
+    short_sections(ram, {0: 0b000}, domain=7, xn=True)        # no access at all, XN
+    build_short(ram)
+    va = SECTION_BASE + 0x40
+
+    def short_regs(dacr: int) -> Stage1Regs:       # AFE=0: the section's AP 000 is no access
+        return Stage1Regs(sctlr=SCTLR_M, ttbcr=0, ttbr0=S_L1, ttbr1=0, dacr=dacr)
+
+    for dom, want in ((0b00, "domain"), (0b10, "domain"), (0b01, "permission"), (0b11, None)):
+        regs = short_regs(dacr=(dom << 14) | (1 << 2 * DOM1) | (1 << 2 * DOM2))
+        for insn, mode in ((LDR, USR), (STR, SVC)):
+            write = insn == STR
+            got = abort(regs, ram, insn, va, mode)
+            if want is None:
+                # Manager: neither AP nor XN is checked.
+                assert got == (va, dfsr(False, "debug", 0, write), write)
+                assert guest_walk.prefetch_abort(regs, va, False, mode, ram.read) == \
+                    (va, dfsr(False, "debug", 0, False))
+            else:
+                assert got == (va, dfsr(False, want, 1, write, 7), write), (dom, mode)
+    # A page's domain comes from its level-1 descriptor: a page-level domain fault.
+    regs = short_regs(dacr=1 << 2 * DOM2)                     # DOM1 no access
+    assert abort(regs, ram, STR, URW + 4, USR) == (URW + 4, dfsr(False, "domain", 2, True, DOM1),
+                                                   True)
+    # Manager domain on the pages: a PL1-only page is writable from User mode.
+    regs = short_regs(dacr=(3 << 2 * DOM2) | (1 << 2 * DOM1))
+    assert abort(regs, ram, STR, KRW, USR) == (KRW, dfsr(False, "debug", 0, True), True)
+
+
+def test_short_access_flag_outranks_domain():
+    ram = Ram()
+    build_short(ram)
+    regs = short_regs(dacr=1 << 2 * DOM2)                     # NOAF's domain is no access
+    got = abort(regs, ram, LDR, NOAF + 8, USR)
+    assert got == (NOAF + 8, dfsr(False, "access", 2, False, DOM1), False)
+
+
+def test_short_section_translation_fault_level_1():
+    ram = Ram()
+    build_short(ram)
+    got = abort(short_regs(), ram, STR, 0x00900000, SVC)
+    assert got[0] == 0x00900000 and got[2] is True
+    assert got[1] & ~0xF0 == dfsr(False, "translation", 1, True)   # domain field UNKNOWN
+
+
+# ---- LPAE levels and table attributes -----------------------------------------------------------
+
+def test_lpae_fault_levels_and_table_attributes():
+    ram = Ram()
+    build_lpae(ram)
+    regs = lpae_regs()
+    # Level 1 entry 1 (1-2 GiB) is invalid: a level-1 translation fault.
+    assert abort(regs, ram, LDR, 0x40000010) == (0x40000010, dfsr(True, "translation", 1, False),
+                                                 False)
+    # Level 2 entry 3 (6-8 MiB) is invalid: level 2.
+    assert abort(regs, ram, STR, 0x00600000) == (0x00600000, dfsr(True, "translation", 2, True),
+                                                 True)
+    # A 2 MiB read-only block at level 2 (8-10 MiB), and one with the Access flag clear.
+    w64(ram, L_L2 + 4 * 8, 0x80200000 | 0b01 | (0b11 << 6) | (1 << 10))
+    w64(ram, L_L2 + 5 * 8, 0x80400000 | 0b01 | (0b01 << 6))
+    assert abort(regs, ram, STR, 0x00812344) == (0x00812344, dfsr(True, "permission", 2, True),
+                                                 True)
+    assert abort(regs, ram, LDR, 0x00812344) == (0x00812344, dfsr(True, "debug", 0, False), False)
+    assert abort(regs, ram, LDR, 0x00A00000, USR) == (0x00A00000, dfsr(True, "access", 2, False),
+                                                      False)
+    # APTable[0] on the table of 12-14 MiB: no PL0 access below it, whatever the page says.
+    table = 0x80014000
+    w64(ram, L_L2 + 6 * 8, table | 0b11 | (1 << 61))
+    w64(ram, table, lpae_page(0x80500000, 0b01, True, False, False))
+    assert abort(regs, ram, LDR, 0x00C00000, USR) == (0x00C00000, dfsr(True, "permission", 3,
+                                                                       False), False)
+    assert abort(regs, ram, LDRT, 0x00C00000, SVC)[1] == dfsr(True, "permission", 3, False)
+    assert abort(regs, ram, LDR, 0x00C00000, SVC)[1] == dfsr(True, "debug", 0, False)
+
+
+# ---- prefetch aborts ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_prefetch_abort_privilege_and_execute_never(fmt):
+    regs, ram, lpae = setup(fmt)
+    level = 3 if lpae else 2
+
+    def pabt(pc, mode, thumb=False):
+        return guest_walk.prefetch_abort(regs, pc, thumb, mode | (0x20 if thumb else 0), ram.read)
+
+    perm = dfsr(lpae, "permission", level, False, ifsr=True)
+    ok = dfsr(lpae, "debug", 0, False)
+    assert pabt(URW + 0x40, USR) == (URW + 0x40, ok)           # user code on a PXN page
+    assert pabt(URW + 0x40, SVC) == (URW + 0x40, perm)         # ... is never run at PL1
+    assert pabt(UXN + 0x40, USR) == (UXN + 0x40, perm)
+    assert pabt(UXN + 0x40, SVC) == (UXN + 0x40, perm)
+    assert pabt(KRW + 0x40, USR) == (KRW + 0x40, perm)         # fetching needs read permission
+    assert pabt(KRW + 0x40, SVC) == (KRW + 0x40, ok)
+    assert pabt(GAP + 0x40, USR) == (GAP + 0x40, dfsr(lpae, "translation", level, False,
+                                                      ifsr=True))
+    assert pabt(NOAF, SVC) == (NOAF, dfsr(lpae, "access", level, False, ifsr=True))
+    # The IFSR has no domain field and no WnR.
+    if not lpae:
+        assert perm == 0x00F
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_prefetch_abort_on_the_second_halfword_of_a_t32_instruction(fmt):
+    regs, ram, lpae = setup(fmt)
+    level = 3 if lpae else 2
+    last = URW + 0xFFE
+    ram.write(pa_of(URW) + 0xFFE, (0xF8D1).to_bytes(2, "little"))     # ldr.w: 32-bit
+    cpsr = USR | 0x20
+    assert guest_walk.prefetch_abort(regs, last, True, cpsr, ram.read) == \
+        (GAP, dfsr(lpae, "translation", level, False, ifsr=True))
+    ram.write(pa_of(URW) + 0xFFE, (0x6808).to_bytes(2, "little"))     # ldr r0, [r1]: 16-bit
+    assert guest_walk.prefetch_abort(regs, last, True, cpsr, ram.read) == \
+        (last, dfsr(lpae, "debug", 0, False))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_user_instruction_on_a_pxn_page_is_fetched_to_decode_its_fault(fmt):
+    # The case that broke /init: user code lives on PXN pages, so fetching the faulting
+    # instruction with PL1 rights fails and the abort was reported at address 0.
+    regs, ram, lpae = setup(fmt)
+    pc = URW + 0x800
+    ram.write(pa_of(URW) + 0x800, LDR.to_bytes(4, "little"))
+    assert guest_walk.fetch_insn(regs, pc, False, USR, ram.read) == LDR
+    assert guest_walk.fetch_insn(regs, pc, False, SVC, ram.read) is None
+    insn = guest_walk.fetch_insn(regs, pc, False, USR, ram.read)
+    got = guest_walk.data_abort(regs, insn, False, lambda n: GAP + 0x10 if n == 1 else 0, pc,
+                                USR, ram.read)
+    assert got == (GAP + 0x10, dfsr(lpae, "translation", 3 if lpae else 2, False, DOM1), False)
+    # A T32 instruction straddling two pages is fetched in its two halves.
+    ram.write(pa_of(URW) + 0xFFE, (0xF8D1).to_bytes(2, "little"))
+    w64(ram, L_L3A + ((GAP >> 12) & 0x1FF) * 8, lpae_page(pa_of(GAP), 0b01, True, False, True))
+    ram.write(S_L2A + ((GAP >> 12) & 0xFF) * 4,
+              short_small_page(pa_of(GAP), 0b011, False, False).to_bytes(4, "little"))
+    ram.write(pa_of(GAP), (0x0008).to_bytes(2, "little"))
+    assert guest_walk.fetch_insn(regs, URW + 0xFFE, True, USR | 0x20, ram.read) == 0xF8D10008
