@@ -5,8 +5,9 @@
  * The kernel half maps RAM with PL1-only 2 MiB blocks and a few user pages
  * with 4 KiB level-3 descriptors the way Linux maps a process: code
  * read-only and privileged-execute-never, data execute-never.  It then
- * drops to User mode in user.S, which makes an allowed read and five
- * accesses that abort; each abort handler checks the faulting instruction,
+ * drops to User mode in user.S, which makes an allowed read and six
+ * accesses that abort (the last a 32-bit Thumb instruction whose second
+ * halfword is on an execute-never page); each abort handler checks the faulting instruction,
  * the mode it came from and DFAR/DFSR (or IFAR/IFSR), prints them, and
  * resumes.  Last, an unprivileged load (LDRT) from SVC mode must be refused
  * where an ordinary load is not.
@@ -15,7 +16,8 @@
 #include "faults.h"
 
 extern char user_code[], user_str[], user_resume_fetch[], user_vst1[], user_ldm[];
-extern char user_kread[], user_end[], fault_vectors[], ldrt_insn[];
+extern char user_kread[], user_straddle[], user_resume_straddle[];
+extern char fault_vectors[], ldrt_insn[];
 __noreturn void enter_user(uint32_t pc);
 void vfp_enable(void);
 uint32_t ldrt_probe(uint32_t va);
@@ -66,7 +68,7 @@ struct expect {
     uint32_t far, fsr;
 };
 
-static struct expect steps[6];
+static struct expect steps[7];
 static unsigned int nr_steps, step;
 
 static uint32_t user_va(const char *label)
@@ -106,9 +108,12 @@ uint32_t on_dabt(uint32_t pc, uint32_t spsr)
     return pc + 4;
 }
 
+/* Returns where to resume, bit 0 set for Thumb state. */
 uint32_t on_pabt(uint32_t pc, uint32_t spsr)
 {
     check(PABT, pc, spsr, read_ifar(), read_ifsr());
+    if (pc == user_va(user_straddle))
+        return user_va(user_resume_straddle);
     return user_va(user_resume_fetch);
 }
 
@@ -118,8 +123,8 @@ __noreturn void on_svc(uint32_t r0, uint32_t spsr)
 
     if ((spsr & 0x1f) != PSR_MODE_USR)
         test_failure("svc from mode %02x", spsr & 0x1f);
-    if (step != 5)
-        test_failure("user code ended after %u of 5 aborts", step);
+    if (step != 6)
+        test_failure("user code ended after %u of 6 aborts", step);
     if (r0 != MAGIC)
         test_failure("the allowed user read returned %08x, not %08x", r0, MAGIC);
     printk("user read of a user page: %08x, ok\n", r0);
@@ -127,7 +132,7 @@ __noreturn void on_svc(uint32_t r0, uint32_t spsr)
     /* Back in SVC mode: LDRT checks PL0 permissions; an ordinary load does not. */
     v = *(volatile uint32_t *)KERNEL_PROBE_VA;
     ldrt_probe(KERNEL_PROBE_VA);
-    if (step != 6)
+    if (step != 7)
         test_failure("ldrt from SVC mode of a PL1-only page did not abort");
     printk("ldr of the same page from SVC mode: %08x, ok\n", v);
     test_success();
@@ -163,8 +168,9 @@ static void map(void)
 
 int main(void)
 {
-    if (user_end - user_code != 4096)
-        test_failure("user_code is %d bytes, not one page", (int)(user_end - user_code));
+    if (user_straddle - user_code != 4094)
+        test_failure("user_straddle is at +%d, not the last halfword of the page",
+                     (int)(user_straddle - user_code));
     printk("faults: LPAE user pages with PXN, aborts from User mode\n");
     user_data[0] = MAGIC;
     user_xn[0] = 0xe12fff1e;                        /* bx lr: never run */
@@ -183,6 +189,8 @@ int main(void)
            USER_GAP_VA, FSR_LPAE | ST_TRANSLATION(3));
     expect("user read of a PL1-only block", DABT, user_va(user_kread), PSR_MODE_USR,
            KERNEL_PROBE_VA, FSR_LPAE | ST_PERMISSION(2));
+    expect("T32 instruction straddling into an execute-never page", PABT,
+           user_va(user_straddle), PSR_MODE_USR, USER_DATA_VA, FSR_LPAE | ST_PERMISSION(3));
     expect("ldrt from SVC mode of a PL1-only block", DABT, (uint32_t)(uintptr_t)ldrt_insn,
            PSR_MODE_SVC, KERNEL_PROBE_VA, FSR_LPAE | ST_PERMISSION(2));
 

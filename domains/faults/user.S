@@ -5,8 +5,8 @@
  * USER_CODE_VA (as Linux maps a process's text): it must be position
  * independent, and it reaches every address through movw/movt.  Each
  * access that aborts is labelled, so the handlers can check the faulting
- * instruction; a data abort resumes at the next instruction, the prefetch
- * abort at user_resume_fetch.
+ * instruction; a data abort resumes at the next instruction, a prefetch
+ * abort at the user_resume_* label after its branch.
  */
 #include "guest.h"
 #include "asm.h"
@@ -25,7 +25,7 @@
     .section .text.user, "ax"
     .p2align 12
     .global user_code, user_str, user_fetch, user_resume_fetch, user_vst1, user_ldm
-    .global user_kread, user_end
+    .global user_kread, user_straddle, user_resume_straddle
 user_code:
     movaddr r5, USER_DATA_VA
     ldr     r4, [r5]                @ 1. an allowed read of a user page
@@ -45,11 +45,20 @@ user_ldm:
     movaddr r10, KERNEL_PROBE_VA
 user_kread:
     ldr     r0, [r10]               @ 6. a user read of kernel memory
+    movaddr r11, USER_CODE_VA + 0xffe + 1
+    blx     r11                     @ 7. a T32 instruction whose second half is on an XN page
+user_resume_straddle:
     mov     r0, r4
     svc     #0                      @ done: the kernel checks what the read returned
     b       .
-    .p2align 12
-user_end:
+
+/* The last halfword of the page starts a 32-bit Thumb instruction; its
+ * second halfword is fetched from USER_DATA_VA, which is execute-never. */
+    .org    user_code + 0xffe
+    .thumb
+user_straddle:
+    ldr.w   r0, [r1]
+    .arm
 
 /* ---- vectors -------------------------------------------------------------- */
 
@@ -80,12 +89,19 @@ fvec_dabt:
     str     r0, [sp, #20]
     ldm     sp!, {r0-r3, r12, pc}^
 
+/* on_pabt's resume address has bit 0 set to resume in Thumb state. */
 fvec_pabt:
     sub     lr, lr, #4
     push    {r0-r3, r12, lr}
     mov     r0, lr
     mrs     r1, spsr
     bl      on_pabt
+    mrs     r1, spsr
+    bic     r1, r1, #PSR_T
+    tst     r0, #1
+    orrne   r1, r1, #PSR_T
+    msr     spsr_cxsf, r1
+    bic     r0, r0, #1
     str     r0, [sp, #20]
     ldm     sp!, {r0-r3, r12, pc}^
 

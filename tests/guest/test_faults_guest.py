@@ -20,6 +20,8 @@ EXPECTED = [
     "  ok: ldm across into an unmapped page",
     "data abort at 00010044 (mode 10): DFAR=80008000 DFSR=0000020e",
     "  ok: user read of a PL1-only block",
+    "prefetch abort at 00010ffe (mode 10): IFAR=00011000 IFSR=0000020f",
+    "  ok: T32 instruction straddling into an execute-never page",
     "user read of a user page: 600df00d, ok",
 ]
 
