@@ -687,3 +687,28 @@ def test_user_instruction_on_a_pxn_page_is_fetched_to_decode_its_fault(fmt):
               short_small_page(pa_of(GAP), 0b011, False, False).to_bytes(4, "little"))
     ram.write(pa_of(GAP), (0x0008).to_bytes(2, "little"))
     assert guest_walk.fetch_insn(regs, URW + 0xFFE, True, USR | 0x20, ram.read) == 0xF8D10008
+
+
+def test_random_instructions_and_registers_never_raise():
+    """A hostile guest's abort is any word with any registers: an answer or None, never an error."""
+    import random
+    rnd = random.Random(10)
+    setups = [setup(fmt, a=a) for fmt in FORMATS for a in (False, True)]
+    for _ in range(4000):
+        regs, ram, _ = rnd.choice(setups)
+        values = [rnd.choice((URW, GAP, RO, KRW, NOAF, 0xFFFFFFF0, rnd.getrandbits(32)))
+                  + rnd.randrange(-64, 64) for _ in range(15)]
+        thumb = rnd.random() < 0.5
+        insn = rnd.getrandbits(32 if not thumb or rnd.random() < 0.5 else 16)
+        cpsr = rnd.choice((USR, SVC, ABT)) | (0x20 if thumb else 0) | (rnd.getrandbits(4) << 28)
+        got = guest_walk.data_abort(regs, insn, thumb, lambda n: values[n] & 0xFFFFFFFF,
+                                    rnd.getrandbits(32) & ~1, cpsr, ram.read,
+                                    banked_sp=lambda m: values[13] & 0xFFFFFFFF)
+        if got is not None:
+            far, fsr, wnr = got
+            assert 0 <= far <= 0xFFFFFFFF and 0 <= fsr <= 0xFFFFFFFF
+            assert bool(fsr & (1 << 11)) == wnr
+        pc = rnd.getrandbits(32) & ~1
+        ifar, ifsr = guest_walk.prefetch_abort(regs, pc, thumb, cpsr, ram.read)
+        assert ifar in (pc & ~(1 if thumb else 3), ((pc & ~1) + 2) & 0xFFFFFFFF)
+        assert not ifsr & (1 << 11)
