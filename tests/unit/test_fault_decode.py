@@ -342,9 +342,10 @@ SHORT_FS = {("alignment", 0): 0b00001, ("debug", 0): 0b00010,
 # Table B3-24: long-descriptor STATUS[5:0]; the walk level is in STATUS[1:0].
 LONG_STATUS = {"translation": 0b000100, "access": 0b001000, "permission": 0b001100,
                "alignment": 0b100001, "debug": 0b100010}
-# The DFSR.Domain field is valid only for these (B3.12.3); elsewhere it is UNKNOWN.
-DOMAIN_VALID = {("access", 1), ("access", 2), ("translation", 2), ("domain", 1), ("domain", 2),
-                ("permission", 1), ("permission", 2)}
+# The DFSR.Domain field is valid only for these (table B3-23); elsewhere it is UNKNOWN, and so
+# for a Permission fault on a core with the Large Physical Address Extension (DFSR, B4.1.52), as
+# the Cortex-A7 xenpy models has.
+DOMAIN_VALID = {("access", 1), ("access", 2), ("translation", 2), ("domain", 1), ("domain", 2)}
 
 
 def dfsr(lpae: bool, kind: str, level: int, wnr: bool, domain: int = 0, cm: bool = False,
@@ -547,8 +548,10 @@ def test_short_full_access_permission_model(ap):
         if allowed != "-":
             assert got == (va, dfsr(False, "debug", 0, write), write), (ap, hex(insn), mode)
         else:
-            # A section permission fault, with the section's domain.
-            assert got == (va, dfsr(False, "permission", 1, write, 7), write), (ap, hex(insn), mode)
+            # A section permission fault (its Domain field UNKNOWN).
+            mask = fsr_mask(False, "permission", 1)
+            assert (got[0], got[1] & mask, got[2]) == \
+                (va, dfsr(False, "permission", 1, write) & mask, write), (ap, hex(insn), mode)
 
 
 def test_short_domains_no_access_reserved_manager():
@@ -571,7 +574,9 @@ def test_short_domains_no_access_reserved_manager():
                 assert guest_walk.prefetch_abort(regs, va, False, mode, ram.read) == \
                     (va, dfsr(False, "debug", 0, False))
             else:
-                assert got == (va, dfsr(False, want, 1, write, 7), write), (dom, mode)
+                mask = fsr_mask(False, want, 1)
+                assert (got[0], got[1] & mask, got[2]) == \
+                    (va, dfsr(False, want, 1, write, 7) & mask, write), (dom, mode)
     # A page's domain comes from its level-1 descriptor: a page-level domain fault.
     regs = short_regs(dacr=1 << 2 * DOM2)                     # DOM1 no access
     assert abort(regs, ram, STR, URW + 4, USR) == (URW + 4, dfsr(False, "domain", 2, True, DOM1),

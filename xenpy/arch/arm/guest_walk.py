@@ -474,7 +474,9 @@ def access_fault(regs: Stage1Regs, acc: decode.DataAccess, cpsr: int,
     access in architectural order, the first translation-table fault.  The
     privilege is the one of the faulting access: PL0 in User mode and for the
     T forms, PL1 otherwise; a cache maintenance operation is translated with
-    WnR = 1 and CM = 1 but never permission-checked.
+    WnR = 1 and CM = 1 but never permission-checked (with the LPAE extension,
+    which the Cortex-A7 has, ICIMVAU reports its fault this way too, not with
+    the old short-descriptor "instruction cache maintenance" status 0b00100).
     """
     va = acc.va & 0xFFFFFFFF
     need = max(acc.align, acc.elem) if regs.sctlr & SCTLR_A else acc.align
