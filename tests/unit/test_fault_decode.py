@@ -2,7 +2,7 @@
 
 For each A32 and T32 load/store encoding the table gives, by hand from the instruction's pseudocode
 (ARM ARM A8), the bytes it accesses relative to a base value X, its direction, whether it is an
-unprivileged (T) form, and the alignment it needs (table A3-1: "aN" always, "eN" the element size,
+unprivileged (T) form, and the alignment it needs (A3.2.1: "aN" always, "eN" the element size,
 checked when SCTLR.A is set).  Each instruction is then placed so that it hits pages with different
 attributes, under short descriptors (SCTLR.AFE set, with and without TEX remap) and LPAE, from User
 and from SVC mode, and the (DFAR, DFSR, WnR) reported must be what the architecture says: the

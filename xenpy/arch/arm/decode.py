@@ -6,7 +6,8 @@ without the faulting virtual address, so we recompute it from the instruction
 and the register file, exactly as the CPU's address generation did (ARM ARM A8,
 "LDR", "STR", "LDM", "VLD1", ... pseudocode), together with what decides the
 fault status: direction, privilege (the T forms are unprivileged) and the
-alignment the instruction demands (ARM ARM A3.2.1, table A3-1).
+alignment the instruction demands (ARM ARM A3.2.1, "Alignment requirements
+of load/store instructions").
 
 The decoder is a table of (mask, value, handler) per instruction set, checked
 in order; anything not matched returns None and the caller falls back to
