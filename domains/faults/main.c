@@ -6,7 +6,7 @@
  * The kernel half maps RAM PL1-only and a few user pages the way Linux maps
  * a process: code read-only and privileged-execute-never, data
  * execute-never.  It then drops to User mode in user.S, which makes an
- * allowed read and six accesses that abort (the last a 32-bit Thumb
+ * allowed read and seven accesses that abort (the last a 32-bit Thumb
  * instruction whose second halfword is on an execute-never page); each
  * abort handler checks the faulting instruction, the mode it came from and
  * DFAR/DFSR (or IFAR/IFSR), prints them, and resumes.  Back in SVC mode an
@@ -19,7 +19,7 @@
 #include "faults.h"
 
 extern char user_code[], user_str[], user_resume_fetch[], user_vst1[], user_ldm[];
-extern char user_kread[], user_straddle[], user_resume_straddle[];
+extern char user_kread[], user_ldrex[], user_straddle[], user_resume_straddle[];
 extern char fault_vectors[], ldrt_insn[];
 __noreturn void enter_user(uint32_t pc);
 void vfp_enable(void);
@@ -58,6 +58,7 @@ uint32_t ldrt_probe(uint32_t va);
 #define FSR_LPAE        (1U << 9)
 #define ST_TRANSLATION(l)   (0x04U | (l))
 #define ST_PERMISSION(l)    (0x0cU | (l))
+#define ST_ALIGNMENT        0x21U
 
 static uint64_t l1[4] __attribute__((aligned(32)));
 static uint64_t l2_low[512] __attribute__((aligned(4096)));
@@ -83,6 +84,7 @@ static uint64_t l3_user[512] __attribute__((aligned(4096)));
 #define DACR_CLIENT_0_1 0x5U
 
 /* Short-descriptor FS[4:0] (table B3-23) in FSR bits [10, 3:0], and the Domain field. */
+#define FS_ALIGNMENT            0x01U
 #define FS_TRANSLATION_PAGE     0x07U
 #define FS_PERMISSION_SECTION   0x0dU
 #define FS_PERMISSION_PAGE      0x0fU
@@ -111,7 +113,7 @@ struct expect {
     uint32_t unknown;       /* FSR bits the architecture leaves UNKNOWN for this fault */
 };
 
-static struct expect steps[7];
+static struct expect steps[8];
 static unsigned int nr_steps, step;
 static bool lpae = true;
 
@@ -236,13 +238,14 @@ static void map_short(void)
 
 static void expect_round(void)
 {
-    uint32_t perm_page, perm_block, trans_page, unknown_perm;
+    uint32_t perm_page, perm_block, trans_page, alignment, unknown_perm;
 
     nr_steps = step = 0;
     if (lpae) {
         perm_page = FSR_LPAE | ST_PERMISSION(3);
         perm_block = FSR_LPAE | ST_PERMISSION(2);
         trans_page = FSR_LPAE | ST_TRANSLATION(3);
+        alignment = FSR_LPAE | ST_ALIGNMENT;
         unknown_perm = 0;
     } else {
         /* A page's domain comes from its level-1 entry.  With LPAE implemented the DFSR
@@ -250,6 +253,7 @@ static void expect_round(void)
         perm_page = FS_PERMISSION_PAGE;
         perm_block = FS_PERMISSION_SECTION;
         trans_page = FS_TRANSLATION_PAGE | FSR_DOMAIN(USER_DOMAIN);
+        alignment = FS_ALIGNMENT;
         unknown_perm = FSR_DOMAIN_MASK;
     }
     expect("str to a read-only page", DABT, user_va(user_str), PSR_MODE_USR,
@@ -262,6 +266,9 @@ static void expect_round(void)
            USER_GAP_VA, trans_page, 0);
     expect("user read of PL1-only memory", DABT, user_va(user_kread), PSR_MODE_USR,
            KERNEL_PROBE_VA, perm_block, unknown_perm);
+    /* Alignment comes before the MMU's checks, and its Domain field is UNKNOWN. */
+    expect("ldrex at an address that is not word aligned", DABT, user_va(user_ldrex),
+           PSR_MODE_USR, USER_DATA_VA + 2, alignment, lpae ? 0 : FSR_DOMAIN_MASK);
     expect("T32 instruction straddling into an execute-never page", PABT,
            user_va(user_straddle), PSR_MODE_USR, USER_DATA_VA, perm_page, 0);
     expect("ldrt from SVC mode of PL1-only memory", DABT, (uint32_t)(uintptr_t)ldrt_insn,
@@ -282,8 +289,8 @@ __noreturn void on_svc(uint32_t r0, uint32_t spsr)
 
     if ((spsr & 0x1f) != PSR_MODE_USR)
         test_failure("svc from mode %02x", spsr & 0x1f);
-    if (step != 6)
-        test_failure("user code ended after %u of 6 aborts", step);
+    if (step != 7)
+        test_failure("user code ended after %u of 7 aborts", step);
     if (r0 != MAGIC)
         test_failure("the allowed user read returned %08x, not %08x", r0, MAGIC);
     printk("user read of a user page: %08x, ok\n", r0);
@@ -291,7 +298,7 @@ __noreturn void on_svc(uint32_t r0, uint32_t spsr)
     /* Back in SVC mode: LDRT checks PL0 permissions; an ordinary load does not. */
     v = *(volatile uint32_t *)KERNEL_PROBE_VA;
     ldrt_probe(KERNEL_PROBE_VA);
-    if (step != 7)
+    if (step != 8)
         test_failure("ldrt from SVC mode of PL1-only memory did not abort");
     printk("ldr of the same address from SVC mode: %08x, ok\n", v);
 

@@ -25,7 +25,7 @@
     .section .text.user, "ax"
     .p2align 12
     .global user_code, user_str, user_fetch, user_resume_fetch, user_vst1, user_ldm
-    .global user_kread, user_straddle, user_resume_straddle
+    .global user_kread, user_ldrex, user_straddle, user_resume_straddle
 user_code:
     movaddr r5, USER_DATA_VA
     ldr     r4, [r5]                @ 1. an allowed read of a user page
@@ -45,8 +45,11 @@ user_ldm:
     movaddr r10, KERNEL_PROBE_VA
 user_kread:
     ldr     r0, [r10]               @ 6. a user read of kernel memory
+    add     r11, r5, #2
+user_ldrex:
+    ldrex   r0, [r11]               @ 7. an exclusive load that is not word aligned
     movaddr r11, USER_CODE_VA + 0xffe + 1
-    blx     r11                     @ 7. a T32 instruction whose second half is on an XN page
+    blx     r11                     @ 8. a T32 instruction whose second half is on an XN page
 user_resume_straddle:
     mov     r0, r4
     svc     #0                      @ done: the kernel checks what the read returned

@@ -13,22 +13,24 @@ CFG = ROOT / "examples" / "faults" / "faults.cfg"
 
 STEPS = ["str to a read-only page", "fetch from an execute-never page", "vst1 to an unmapped page",
          "ldm across into an unmapped page", "user read of PL1-only memory",
-         "T32 instruction straddling into an execute-never page",
+         "ldrex at an address that is not word aligned", "T32 instruction straddling into an execute-never page",
          "ldrt from SVC mode of PL1-only memory"]
 
 # (abort, faulting pc or None for the SVC-mode LDRT, mode, FAR) of each step, the same in both rounds.
 WHERE = [("data", 0x00010014, 0x10, 0x00013000), ("prefetch", 0x00014000, 0x10, 0x00014000),
          ("data", 0x0001002C, 0x10, 0x00012040), ("data", 0x00010038, 0x10, 0x00012000),
-         ("data", 0x00010044, 0x10, 0x80008000), ("prefetch", 0x00010FFE, 0x10, 0x00011000),
+         ("data", 0x00010044, 0x10, 0x80008000), ("data", 0x0001004C, 0x10, 0x00011002),
+         ("prefetch", 0x00010FFE, 0x10, 0x00011000),
          ("data", None, 0x13, 0x80008000)]
 
-# The FSR of each step.  LPAE (B4.1.52 long-descriptor format): bit 9, STATUS = type | level,
-# WnR.  Short descriptors (table B3-23): FS, the Domain field (valid for the translation faults,
-# UNKNOWN for permission faults on an LPAE core), WnR; the IFSR has neither.
+# The FSR of each step.  LPAE (B4.1.52 long-descriptor format): bit 9, STATUS = type | level
+# (alignment 0x21), WnR.  Short descriptors (table B3-23): FS, the Domain field (valid for the
+# translation faults, UNKNOWN for alignment and, on an LPAE core, permission faults), WnR; the
+# IFSR has neither.
 LPAE_FSR = [(0xA0F, 0xFFF), (0x20F, 0xFFF), (0xA07, 0xFFF), (0x207, 0xFFF), (0x20E, 0xFFF),
-            (0x20F, 0xFFF), (0x20E, 0xFFF)]
+            (0x221, 0xFFF), (0x20F, 0xFFF), (0x20E, 0xFFF)]
 SHORT_FSR = [(0x80F, 0xF0F), (0x00F, 0xFFF), (0x817, 0xFFF), (0x017, 0xFFF), (0x00D, 0xF0F),
-             (0x00F, 0xFFF), (0x00D, 0xF0F)]
+             (0x001, 0xF0F), (0x00F, 0xFFF), (0x00D, 0xF0F)]
 
 ABORT = re.compile(r"(data|prefetch) abort at ([0-9a-f]{8}) \(mode ([0-9a-f]{2})\): "
                    r"[DI]FAR=([0-9a-f]{8}) [DI]FSR=([0-9a-f]{8})")
