@@ -10,6 +10,10 @@ pattern must end in an IPA or a GuestFault, never a host exception.
 Unlike Xen, which only answers yes/no, the walk also checks permissions for the
 access and reports faults with the FSR value the guest's own MMU would have
 produced, so the arch layer can inject the same abort a real CPU would take.
+data_abort() and prefetch_abort() do that for an abort Unicorn raised without
+saying where or why: the access decoded from the instruction, walked with its
+own privilege.  (TEX remap, SCTLR.TRE, changes memory types only: no fault
+depends on it, so the walk ignores TEX, C and B.)
 """
 from __future__ import annotations
 
@@ -23,7 +27,6 @@ ReadPhys = Callable[[int, int], "bytes | None"]
 # SCTLR bits.
 SCTLR_M = 1 << 0
 SCTLR_A = 1 << 1          # alignment checking for every data access
-SCTLR_TRE = 1 << 28       # TEX remap: changes memory types only, never a fault
 SCTLR_AFE = 1 << 29       # access flag enable: AP[0] becomes the Access flag
 SCTLR_WXN = 1 << 19       # writable implies execute-never
 SCTLR_UWXN = 1 << 20      # PL0-writable implies PL1 execute-never
@@ -60,7 +63,7 @@ FSR_LPAE = 1 << 9
 FSR_WNR = 1 << 11
 FSR_CM = 1 << 13          # the fault came from a cache maintenance operation
 
-PSR_MODE_MASK, PSR_MODE_USR, PSR_T = 0x1F, 0x10, 1 << 5
+PSR_MODE_MASK, PSR_MODE_USR = 0x1F, 0x10
 
 # ARMv7 LPAE output addresses are 40 bits; descriptor bits [47:40] are
 # should-be-zero and ignored, as the CPU model our guests run on ignores them.
