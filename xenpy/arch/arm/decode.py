@@ -212,6 +212,7 @@ def _a32_block(insn: int, c: _Ctx) -> DataAccess | None:
 
 def _srs_rfe(c: _Ctx, rn_value: int | None, mode: int, load: bool, inc: bool, before: bool,
              w: bool) -> DataAccess | None:
+    """SRS (store LR and SPSR to `mode`'s stack) or RFE (load PC and CPSR from [Rn])."""
     if rn_value is None:                 # SRS: SP of the target mode
         if c.mode is not None and mode == c.mode:
             rn_value = c.reg(13)
