@@ -68,7 +68,6 @@ ARM_NOT_MEMORY = [
     ("add r0, r1, r2", 0xE0810002),
     ("mul r0, r1, r2", 0xE0000291),
     ("pld [r1, #4]", 0xF5D1F004),
-    ("swp r0, r1, [r2]", 0xE1020091),
 ]
 
 THUMB_PC = 0x00100102          # not word aligned: literal loads must Align(PC, 4)
@@ -135,6 +134,11 @@ THUMB_NOT_MEMORY = [
 ]
 
 
+def _core(a: DataAccess | None) -> tuple | None:
+    """The address-generation fields; the fault-status ones are in test_fault_decode."""
+    return None if a is None else (a.va, a.write, a.size, a.rt, a.sign_extend, a.writeback)
+
+
 def _reader(regs: dict[int, int]):
     def reg(n: int) -> int:
         assert 0 <= n <= 14, f"decoder must not read r{n} directly"
@@ -146,14 +150,14 @@ def _reader(regs: dict[int, int]):
                          ids=[c[0] for c in ARM_CASES])
 def test_arm(src, word, va, write, size, rt, sx, wb):
     got = decode_data_abort(word, False, _reader(ARM_REGS), ARM_PC)
-    assert got == DataAccess(va, write, size, rt, sign_extend=sx, writeback=wb)
+    assert _core(got) == (va, write, size, rt, sx, wb)
 
 
 @pytest.mark.parametrize("src,word,va,write,size,rt,sx,wb", THUMB_CASES,
                          ids=[c[0] for c in THUMB_CASES])
 def test_thumb(src, word, va, write, size, rt, sx, wb):
     got = decode_data_abort(word, True, _reader(THUMB_REGS), THUMB_PC)
-    assert got == DataAccess(va, write, size, rt, sign_extend=sx, writeback=wb)
+    assert _core(got) == (va, write, size, rt, sx, wb)
 
 
 @pytest.mark.parametrize("src,word", ARM_NOT_MEMORY, ids=[c[0] for c in ARM_NOT_MEMORY])

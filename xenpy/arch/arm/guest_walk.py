@@ -10,16 +10,23 @@ pattern must end in an IPA or a GuestFault, never a host exception.
 Unlike Xen, which only answers yes/no, the walk also checks permissions for the
 access and reports faults with the FSR value the guest's own MMU would have
 produced, so the arch layer can inject the same abort a real CPU would take.
+data_abort() and prefetch_abort() do that for an abort Unicorn raised without
+saying where or why: the access decoded from the instruction, walked with its
+own privilege.  (TEX remap, SCTLR.TRE, changes memory types only: no fault
+depends on it, so the walk ignores TEX, C and B.)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+from xenpy.arch.arm import decode
+
 ReadPhys = Callable[[int, int], "bytes | None"]
 
 # SCTLR bits.
 SCTLR_M = 1 << 0
+SCTLR_A = 1 << 1          # alignment checking for every data access
 SCTLR_AFE = 1 << 29       # access flag enable: AP[0] becomes the Access flag
 SCTLR_WXN = 1 << 19       # writable implies execute-never
 SCTLR_UWXN = 1 << 20      # PL0-writable implies PL1 execute-never
@@ -48,8 +55,15 @@ _LD_STATUS = {
     "external": 0b0101,
 }
 
+# Alignment and debug-event status: short FS[4:0] and long STATUS[5:0].
+FS_ALIGNMENT, LD_ALIGNMENT = 0b00001, 0b100001
+FS_DEBUG, LD_DEBUG = 0b00010, 0b100010
+
 FSR_LPAE = 1 << 9
 FSR_WNR = 1 << 11
+FSR_CM = 1 << 13          # the fault came from a cache maintenance operation
+
+PSR_MODE_MASK, PSR_MODE_USR = 0x1F, 0x10
 
 # ARMv7 LPAE output addresses are 40 bits; descriptor bits [47:40] are
 # should-be-zero and ignored, as the CPU model our guests run on ignores them.
@@ -94,6 +108,7 @@ class _Access:
     write: bool
     exec_: bool
     privileged: bool
+    maint: bool = False       # cache maintenance by VA: translated, never permission-checked
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,8 @@ _AP_SIMPLE = {
 
 def _check_permissions(regs: Stage1Regs, leaf: _Leaf, acc: _Access) -> bool:
     """True when the leaf allows the access."""
+    if acc.maint:
+        return True
     if acc.privileged:
         can_r, can_w = leaf.pl1_r, leaf.pl1_w
     else:
@@ -408,3 +425,145 @@ def translate_range(regs: Stage1Regs, va: int, length: int, *, write: bool,
         remaining -= step
         cur = (cur + step) & 0xFFFFFFFF
     return chunks
+
+
+# --------------------------------------------------------------------------
+# Fault reporting: what the guest's MMU put in DFAR/DFSR or IFAR/IFSR
+# --------------------------------------------------------------------------
+
+def _status(regs: Stage1Regs, short: int, long: int) -> int:
+    """A status without a walk level (alignment, debug) in the guest's FSR format."""
+    if regs.ttbcr & TTBCR_EAE:
+        return FSR_LPAE | long
+    return (short & 0xF) | ((short >> 4) << 10)
+
+
+def debug_fsr(regs: Stage1Regs) -> int:
+    """The debug-event status Xen injects for an abort it raises itself."""
+    return _status(regs, FS_DEBUG, LD_DEBUG)
+
+
+def privileged(cpsr: int) -> bool:
+    """Whether code running with this CPSR makes PL1 accesses (arm32 has no PAN)."""
+    return cpsr & PSR_MODE_MASK != PSR_MODE_USR
+
+
+def _first_fault(regs: Stage1Regs, va: int, length: int, acc: _Access,
+                 read_phys: ReadPhys) -> GuestFault | None:
+    """The fault of the lowest address of [va, va + length) the walk refuses, if any.
+
+    Each mapping is walked once (its first byte in the range); the fault is
+    reported at that byte, which is where the first faulting element (or the
+    part of an element on the faulting page) starts.
+    """
+    cur, remaining = va & 0xFFFFFFFF, length
+    while remaining > 0:
+        try:
+            leaf = _walk(regs, _Access(cur, acc.write, acc.exec_, acc.privileged, acc.maint),
+                         read_phys)
+        except GuestFault as f:
+            return f
+        step = min(remaining, leaf.size - (cur & (leaf.size - 1)))
+        remaining -= step
+        cur = (cur + step) & 0xFFFFFFFF
+    return None
+
+
+def access_fault(regs: Stage1Regs, acc: decode.DataAccess, cpsr: int,
+                 read_phys: ReadPhys) -> tuple[int, int, bool] | None:
+    """(DFAR, DFSR, WnR) the guest's MMU reports for the decoded access, None if it allows it.
+
+    In priority order (ARM ARM B3.12): an alignment fault, then, for each
+    access in architectural order, the first translation-table fault.  The
+    privilege is the one of the faulting access: PL0 in User mode and for the
+    T forms, PL1 otherwise; a cache maintenance operation is translated with
+    WnR = 1 and CM = 1 but never permission-checked (with the LPAE extension,
+    which the Cortex-A7 has, ICIMVAU reports its fault this way too, not with
+    the old short-descriptor "instruction cache maintenance" status 0b00100).
+    """
+    va = acc.va & 0xFFFFFFFF
+    need = max(acc.align, acc.elem) if regs.sctlr & SCTLR_A else acc.align
+    pl1 = privileged(cpsr) and not acc.unprivileged
+    cm = FSR_CM if acc.cache_op else 0
+    if not acc.cache_op and va & (need - 1):
+        write = acc.write and not acc.swap          # SWP's read is its first access
+        fsr = _status(regs, FS_ALIGNMENT, LD_ALIGNMENT) | (FSR_WNR if write else 0)
+        return va, fsr, write
+    passes = [False, True] if acc.swap else [acc.write]
+    for write in passes:
+        f = _first_fault(regs, va, acc.size, _Access(va, write, False, pl1, acc.cache_op),
+                         read_phys)
+        if f is not None:
+            return f.va, f.fsr | cm, f.write
+    return None
+
+
+def data_abort(regs: Stage1Regs, insn: int | None, thumb: bool, reg_read: decode.RegRead,
+               pc: int, cpsr: int, read_phys: ReadPhys, *,
+               banked_sp: Callable[[int], int] | None = None) -> tuple[int, int, bool] | None:
+    """(DFAR, DFSR, WnR) for a data abort taken by the instruction `insn` at `pc`.
+
+    None when the instruction is not a load/store we decode.  When the walk
+    finds nothing wrong (the abort was not a stage-1 fault) the access address
+    is reported with the debug-event status Xen uses for its own aborts.
+    """
+    if insn is None:
+        return None
+    acc = decode.decode_data_abort(insn, thumb, reg_read, pc, carry=bool(cpsr & 1 << 29),
+                                   mode=cpsr & PSR_MODE_MASK, banked_sp=banked_sp)
+    if acc is None:
+        return None
+    found = access_fault(regs, acc, cpsr, read_phys)
+    if found is not None:
+        return found
+    wnr = acc.write and not acc.swap
+    return acc.va, debug_fsr(regs) | (FSR_WNR if wnr else 0), wnr
+
+
+def _fetch_half(regs: Stage1Regs, va: int, pl1: bool, read_phys: ReadPhys,
+                size: int) -> tuple[GuestFault | None, int | None]:
+    """Fetch `size` bytes at va as the CPU does: (fault, value)."""
+    try:
+        leaf = _walk(regs, _Access(va, False, True, pl1), read_phys)
+    except GuestFault as f:
+        return f, None
+    raw = read_phys(leaf.ipa, size)
+    if raw is None or len(raw) != size:
+        return None, None
+    return None, int.from_bytes(raw, "little")
+
+
+def fetch_insn(regs: Stage1Regs, pc: int, thumb: bool, cpsr: int,
+               read_phys: ReadPhys) -> int | None:
+    """The instruction at pc, fetched with the guest's own privilege (None if it cannot be).
+
+    A 32-bit Thumb instruction is returned as (first halfword << 16) | second.
+    """
+    pl1 = privileged(cpsr)
+    if not thumb:
+        return _fetch_half(regs, pc & ~3, pl1, read_phys, 4)[1]
+    hw1 = _fetch_half(regs, pc & ~1, pl1, read_phys, 2)[1]
+    if hw1 is None or not decode.is_t32_wide(hw1):
+        return hw1
+    hw2 = _fetch_half(regs, (pc + 2) & 0xFFFFFFFE, pl1, read_phys, 2)[1]
+    return None if hw2 is None else (hw1 << 16) | hw2
+
+
+def prefetch_abort(regs: Stage1Regs, pc: int, thumb: bool, cpsr: int,
+                   read_phys: ReadPhys) -> tuple[int, int]:
+    """(IFAR, IFSR) for a prefetch abort on the instruction at pc.
+
+    The fetch is walked with execute permission at the current privilege.  A
+    32-bit Thumb instruction whose second halfword starts the next page faults
+    there when its first halfword could be fetched: IFAR is then pc + 2.
+    """
+    pl1 = privileged(cpsr)
+    pc &= 0xFFFFFFFE if thumb else 0xFFFFFFFC
+    f, hw1 = _fetch_half(regs, pc, pl1, read_phys, 2 if thumb else 4)
+    if f is not None:
+        return pc, f.fsr
+    if thumb and pc & 0xFFF == 0xFFE and hw1 is not None and decode.is_t32_wide(hw1):
+        f, _ = _fetch_half(regs, pc + 2, pl1, read_phys, 2)
+        if f is not None:
+            return (pc + 2) & 0xFFFFFFFF, f.fsr
+    return pc, debug_fsr(regs)

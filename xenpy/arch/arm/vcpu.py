@@ -362,28 +362,28 @@ class ArmVcpu:
             self.inject(Vector.SVC, pc)     # PC is already past the SVC
         elif intno == EXCP_UDEF:
             self.inject(Vector.UNDEF, pc)
-        elif intno in (EXCP_PREFETCH_ABORT, EXCP_BKPT):
-            self.inject_abort(pc, prefetch=True, fsr=self._walk_fsr(pc, False, True))
+        elif intno == EXCP_BKPT:
+            self.inject_abort(pc, prefetch=True, fsr=guest_walk.debug_fsr(self.stage1()), at=pc)
+        elif intno == EXCP_PREFETCH_ABORT:
+            ifar, ifsr = guest_walk.prefetch_abort(self.stage1(), pc, thumb, cpsr, self.read_phys)
+            self.inject_abort(ifar, prefetch=True, fsr=ifsr, at=pc)
         elif intno == EXCP_DATA_ABORT:
-            insn = self._fetch_insn(pc, thumb)
-            acc = (decode.decode_data_abort(insn, thumb, self.reg, pc, carry=bool(cpsr & 1 << 29))
-                   if insn is not None else None)
-            va, write = (acc.va, acc.write) if acc else (0, False)
-            self.inject_abort(va, prefetch=False, fsr=self._walk_fsr(va, write, False),
-                              write=write, at=pc)
+            def banked_sp(mode: int) -> int:        # SRS to another mode's stack
+                uc.reg_write(UC_ARM_REG_CPSR, (cpsr & ~MODE_MASK) | mode)
+                sp = uc.reg_read(UC_ARM_REG_SP)
+                uc.reg_write(UC_ARM_REG_CPSR, cpsr)
+                return sp
+            # The fault is recomputed from the instruction with the faulting access's own
+            # privilege, direction and alignment, since Unicorn does not pass DFAR/DFSR on.
+            regs = self.stage1()
+            insn = guest_walk.fetch_insn(regs, pc, thumb, cpsr, self.read_phys)
+            found = guest_walk.data_abort(regs, insn, thumb, self.reg, pc, cpsr, self.read_phys,
+                                          banked_sp=banked_sp)
+            far, fsr, wnr = found or (0, guest_walk.debug_fsr(regs), False)
+            self.inject_abort(far, prefetch=False, fsr=fsr, write=wnr, at=pc)
         else:
             self._log(f"vcpu{self.vcpu_id}: unexpected exception {intno} at {pc:#x}")
             self.stop(Exit.DOWN)
-
-    def _walk_fsr(self, va: int, write: bool, fetch: bool) -> int:
-        """Re-walk the guest's tables to find the status the MMU reported for a guest fault."""
-        try:
-            guest_walk.gva_to_ipa(self.stage1(), va, write=write, exec_=fetch,
-                                  read_phys=self.read_phys)
-        except guest_walk.GuestFault as f:
-            return f.fsr
-        lpae = self.cp15("TTBCR") >> 31
-        return FSR_DEBUG_LPAE if lpae else FSR_DEBUG_SHORT
 
     def _hook_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
                        _data: object) -> bool:
@@ -472,12 +472,14 @@ class ArmVcpu:
         insn = self._fetch_insn(pc, thumb)
         if insn is None:
             return None
-        acc = decode.decode_data_abort(insn, thumb, self.reg, pc, carry=bool(cpsr & 1 << 29))
+        acc = decode.decode_data_abort(insn, thumb, self.reg, pc, carry=bool(cpsr & 1 << 29),
+                                       mode=cpsr & MODE_MASK)
         if acc is None:
             return None
         try:
             ipa = guest_walk.gva_to_ipa(self.stage1(), acc.va, write=acc.write,
-                                        read_phys=self.read_phys)
+                                        privileged=guest_walk.privileged(cpsr)
+                                        and not acc.unprivileged, read_phys=self.read_phys)
         except guest_walk.GuestFault:
             return None
         return ipa, acc.write
