@@ -20,7 +20,7 @@
  * slices ending when there are more vCPUs than pCPUs.  At the end vCPU 0
  * prints every count and checks each is exact.
  *
- * Bootargs: iters=N per vCPU (default 100000), tick_us=T (default 100,
+ * Bootargs: iters=N per vCPU (default 100000), tick_us=T (default 500,
  * 0: no timer), kick=K (default 64, 0: no IPIs).
  */
 #include "guest.h"
@@ -119,7 +119,7 @@ static void secondary(void *arg)
 int main(void)
 {
     long n = bootarg_int("iters", 100000);
-    long tick_us = bootarg_int("tick_us", 100);
+    long tick_us = bootarg_int("tick_us", 500);
     long k = bootarg_int("kick", 64);
     uint32_t expect, bad = 0;
     int rc;
