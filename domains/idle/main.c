@@ -22,11 +22,12 @@
  * The domain offers domain 0 an unbound port, prints it, and counts the
  * notifications that arrive on it, printing each; after `events` of them
  * it powers off with the count checked.  It also counts the windows it
- * opened: one per notification, plus one for the upcall Xen raises when
- * vcpu_info is registered, plus at most one per notification when the
- * event lands between the upcall flag and the interrupt (or a WFI ends
- * spuriously).  More means an interrupt that was pending when the window
- * opened was not taken in it.
+ * opened: one per notification and one for the upcall Xen raises when
+ * vcpu_info is registered, plus, per notification, at most one WFI ended
+ * by a wake-up already in flight and one window opened between Xen
+ * setting the upcall flag and raising the interrupt.  More than that
+ * means an interrupt that was pending when a window opened was not taken
+ * in it (an engine that misses the window spins here, in and out of WFI).
  *
  * Bootargs: events=N (default 3).
  */
@@ -76,7 +77,7 @@ int main(void)
     printk("idle: took %u events in %u idle windows\n", taken, windows);
     if (taken != (uint32_t)n)
         test_failure("took %u events, expected %ld", taken, n);
-    if (windows > 2 * (uint32_t)n + 2)
+    if (windows > 3 * (uint32_t)n + 1)
         test_failure("%u idle windows for %ld events: a pending interrupt was not taken "
                      "when IRQs were unmasked", windows, n);
     test_success();
