@@ -44,6 +44,31 @@ static uint32_t iters, kick;
 static uint64_t tick_period;
 static volatile uint32_t ready, go;
 
+#define STALL_S                 10
+static uint32_t watched, stalled_s;
+
+/* CNTP_TVAL / CNTP_CTL: the physical timer, a one-second watchdog tick. */
+static void watchdog_kick(void)
+{
+    WRITE_CP32(timer_freq(), 0, c14, c2, 0);
+    WRITE_CP32(CNT_CTL_ENABLE, 0, c14, c2, 1);
+    isb();
+}
+
+static void watchdog_tick(unsigned int irq, void *arg)
+{
+    uint32_t now = shared_count + locked_count;
+
+    (void)irq;
+    (void)arg;
+    stalled_s = now == watched ? stalled_s + 1 : 0;
+    watched = now;
+    if (stalled_s >= STALL_S)
+        test_failure("no progress for %u s: shared %u, locked %u, lock word %08x", stalled_s,
+                     shared_count, locked_count, lock.slock);
+    watchdog_kick();
+}
+
 static void on_ipi(evtchn_port_t port, void *arg)
 {
     (void)port;
@@ -158,13 +183,18 @@ int main(void)
     printk("stress: %u vcpus x %u iterations, timer every %ld us, an IPI every %u\n",
            nr_cpus, iters, tick_us, kick);
 
+    irq_set_handler(GUEST_TIMER_PHYS_NS_PPI, watchdog_tick, NULL);
+    gic_enable_irq(GUEST_TIMER_PHYS_NS_PPI);
+    watchdog_kick();
     go = 1;
     dsb();
     local_irq_enable();
     count(0);
     local_irq_disable();
     for (unsigned int cpu = 1; cpu < nr_cpus; cpu++)
-        wait_event(percpu[cpu].done);
+        wait_event(percpu[cpu].done);       /* the watchdog ticks in here too */
+    WRITE_CP32(0, 0, c14, c2, 1);           /* watchdog off */
+    isb();
     dmb();
 
     expect = nr_cpus * iters;
