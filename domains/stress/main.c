@@ -44,7 +44,7 @@ static uint32_t iters, kick;
 static uint64_t tick_period;
 static volatile uint32_t ready, go;
 
-#define STALL_S                 10
+#define STALL_S                 30
 static uint32_t watched, stalled_s;
 
 /* CNTP_TVAL / CNTP_CTL: the physical timer, a one-second watchdog tick. */
