@@ -1,7 +1,8 @@
 """`xenpy`: power the simulated board on and off.
 
     xenpy boot [--foreground] [--pcpus N] [--mem MB] [--dom0-mem MB] [--layout 4.4|current]
-    xenpy boot --sd DIR [SCRIPT] [--foreground] [--layout 4.4|current]
+               [--slice-us US]
+    xenpy boot --sd DIR [SCRIPT] [--foreground] [--layout 4.4|current] [--slice-us US]
     xenpy shutdown
     xenpy status
     xenpy proc read|write|list ...     dom0's driver controls (toolstack/proc.py)
@@ -22,6 +23,11 @@ import sys
 import time
 
 from xenpy.rundir import board_log_path, privcmd_path, run_dir
+
+# The scheduler's time slice: Xen's credit scheduler default (sched_credit_tslice_ms=10) and,
+# as the smallest, the floor Xen puts on its rate limit (XEN_SYSCTL_SCHED_RATELIMIT_MIN).
+SLICE_US_DEFAULT = 10_000
+SLICE_US_MIN = 100
 
 
 def board_running() -> bool:
@@ -56,6 +62,7 @@ def _board_config(ns: argparse.Namespace):
     from xenpy.common.hypervisor import HypervisorConfig
     return HypervisorConfig(nr_pcpus=ns.pcpus, total_mem_mb=ns.mem, dom0_mem_mb=ns.dom0_mem,
                             layout=ns.layout, vgic_strict=ns.vgic_strict,
+                            slice_ms=ns.slice_us / 1000,
                             deterministic=ns.deterministic, seed=ns.seed)
 
 
@@ -79,7 +86,8 @@ def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
             print(e, file=sys.stderr)
             return 1
         # The child boots the same card again; give it paths that do not depend on its cwd.
-        passthrough = ["--sd", os.path.abspath(ns.sd), "--layout", ns.layout]
+        passthrough = ["--sd", os.path.abspath(ns.sd), "--layout", ns.layout,
+                       "--slice-us", str(ns.slice_us)]
         if ns.deterministic:
             passthrough.append("--deterministic")
         if ns.seed is not None:
@@ -107,6 +115,7 @@ def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
             for line in power.console:
                 echo(line)
         power.config.vgic_strict = ns.vgic_strict
+        power.config.slice_ms = ns.slice_us / 1000
         power.config.deterministic, power.config.seed = ns.deterministic, ns.seed
         board = Board(power.config, echo=echo)
         sd_board.attach(board.hv.log)
@@ -153,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="an access to a vGIC register the model lacks aborts the guest")
     b.add_argument("--layout", choices=("4.4", "current"), default="4.4",
                    help="default guest memory map (Xen 4.4's or the current one)")
+    b.add_argument("--slice-us", type=int, default=SLICE_US_DEFAULT, metavar="US",
+                   help=f"scheduler time slice in microseconds (default {SLICE_US_DEFAULT}, "
+                        f"at least {SLICE_US_MIN}: Xen's smallest rate limit)")
     b.add_argument("--deterministic", action="store_true",
                    help="virtual time from instructions executed, all pCPUs in lock step: "
                         "the same inputs give the same run, byte for byte")
@@ -172,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         return proc_main(argv[1:])
     ns = p.parse_args(argv)
     if ns.cmd == "boot":
+        if ns.slice_us < SLICE_US_MIN:
+            p.error(f"--slice-us {ns.slice_us}: the time slice must be at least {SLICE_US_MIN} us")
         if ns.sd is not None:
             given = [f for f, v in (("--pcpus", ns.pcpus), ("--mem", ns.mem),
                                     ("--dom0-mem", ns.dom0_mem)) if v is not None]
