@@ -1,0 +1,71 @@
+"""Finding the board xl talks to (xenpy's part: on Xen, xl opens /dev/xen/privcmd).
+
+A run directory that never had a board gets one started, and xl says so. One whose board died
+(its pid file names a process that is gone) or was shut down is reported, with where the log is:
+silently starting a fresh default board there would hide the crash and show other domains.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from toolstack.xc import BoardNotRunning, Xc
+from toolstack.xl.utils import fail
+from xenpy.rundir import board_log_path, run_dir
+
+
+def board_state() -> tuple[str, int | None]:
+    """("never", None), ("died", pid), ("silent", pid) or ("stopped", None) for a run directory without a live
+    board. The board writes board.log when it starts and removes board.pid when it stops."""
+    pid_file = run_dir() / "board.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "died", pid
+        except PermissionError:
+            pass
+        return "silent", pid     # alive but not answering on privcmd
+    if board_log_path().exists():
+        return "stopped", None
+    return "never", None
+
+
+def connect() -> tuple[Xc, Any]:
+    from toolstack.xs import XsClient
+    try:
+        xc = Xc()
+    except BoardNotRunning:
+        xc = _start_or_explain()
+    try:
+        xs = XsClient()
+    except Exception as e:  # noqa: BLE001 - any connection failure is one line
+        raise fail(f"xl: cannot connect to xenstored: {e}") from None
+    return xc, xs
+
+
+def _start_or_explain() -> Xc:
+    state, pid = board_state()
+    log = board_log_path()
+    if state == "died":
+        raise fail(f"xl: the board in {run_dir()} died (pid {pid}); its log is {log}. "
+                   f"Start a new one with 'xenpy boot'.")
+    if state == "silent":
+        raise fail(f"xl: the board in {run_dir()} (pid {pid}) does not answer on privcmd; "
+                   f"its log is {log}.")
+    if state == "stopped":
+        raise fail(f"xl: the board in {run_dir()} was shut down (its log is {log}); "
+                   f"start one with 'xenpy boot'.")
+    from xenpy.cli import start_background
+    from toolstack.xl.utils import err
+    err(f"xl: no board has run in {run_dir()}; starting the default one "
+        f"(xenpy boot: 2 pCPUs, 2048 MB)")
+    try:
+        start_background([])
+    except RuntimeError as e:
+        raise fail(f"xl: {e}") from None
+    return Xc()
