@@ -169,7 +169,8 @@ def test_multi_key_transaction_retries_on_eagain(xenstored, capsys, monkeypatch)
 def test_usage_modes_and_options(xenstored, capsys):
     assert run(capsys, cli.main, "read") == (1, "", "xenstore: Usage: xenstore read [-h] [-p] [-R] key [...]\n")
     assert run(capsys, cli.main_read, "-h") == (0, "", "xenstore-read: Usage: xenstore-read [-h] [-p] [-R] key [...]\n")
-    assert run(capsys, cli.main, "frob") == (1, "", "xenstore: unknown mode frob\n")
+    # errx(1, "unknown mode %s\n", m): errx's own newline leaves a blank line
+    assert run(capsys, cli.main, "frob") == (1, "", "xenstore: unknown mode frob\n\n")
     assert run(capsys, cli.main) == (1, "", "xenstore: Usage: xenstore <mode> [-h] [...]\n")
     assert run(capsys, cli.main_write, "/a")[0] == 1  # a key without a value
     assert run(capsys, cli.main_rm, "-p", "/a") == (1, "", "xenstore-rm: Usage: xenstore-rm [-h] [-t] key [...]\n")
@@ -184,8 +185,7 @@ def test_usage_modes_and_options(xenstored, capsys):
 def test_no_xenstored_is_one_clear_line(rundir, capsys):
     code, out, err = run(capsys, cli.main_read, "/a")
     assert code == 1 and out == ""
-    assert err == (f"xenstore-read: could not connect to xenstored at {rundir}/xenstored/socket: "
-                   "is the board running? (start it with 'xenpy boot')\n")
+    assert err == "xenstore-read: xs_open: No such file or directory\n"   # err(1, "xs_open")
 
 
 def test_restarted_xenstored_keeps_the_store(xenstored, rundir, capsys):

@@ -29,10 +29,21 @@ def board_state() -> tuple[str, int | None]:
             return "died", pid
         except PermissionError:
             pass
+        if _zombie(pid):
+            return "died", pid
         return "silent", pid     # alive but not answering on privcmd
     if board_log_path().exists():
         return "stopped", None
     return "never", None
+
+
+def _zombie(pid: int) -> bool:
+    """A board that died but was not reaped yet still answers kill(pid, 0)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def connect() -> tuple[Xc, Any]:
@@ -68,4 +79,23 @@ def _start_or_explain() -> Xc:
         start_background([])
     except RuntimeError as e:
         raise fail(f"xl: {e}") from None
+    _wait_for_dom0_name()
     return Xc()
+
+
+def _wait_for_dom0_name(timeout: float = 20.0) -> None:
+    """The board answers privcmd before its xenstored has Domain-0's nodes; xl's first
+    command would list dom0 as "(null)"."""
+    import time
+    from toolstack.xs import XsClient, XsError
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with XsClient() as xs:
+                if xs.read("/local/domain/0/name"):
+                    return
+        except (OSError, XsError):
+            pass
+        time.sleep(0.05)
+    raise fail(f"xl: the board started but its xenstored did not name Domain-0 in "
+               f"{timeout:.0f} s (see {board_log_path()})")

@@ -4,7 +4,7 @@ Xen's libxenguest writes its own "xen core" layout (.xen_pages, .xen_p2m...), wh
 not read. This writes the layout gdb reads for any ARM core: an ET_CORE ELF32 with one
 NT_PRSTATUS note per vCPU (elf_gregset: r0-r15, cpsr, orig_r0) and one PT_LOAD segment per RAM
 bank at its guest physical address; so a guest whose MMU maps memory 1:1 (ours do) reads the
-same in gdb as in the guest: `gdb-multiarch -ex "set osabi GNU/Linux" -ex "core-file CORE"`.
+same in gdb as in the guest: `gdb-multiarch -batch -ex "core-file CORE" -ex "info registers"`.
 The domain is paused while it is dumped, as xc_domain_dumpcore wants a still image.
 """
 from __future__ import annotations
