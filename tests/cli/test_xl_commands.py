@@ -363,3 +363,73 @@ def test_a_dead_board_is_reported_and_a_fresh_directory_gets_one(tmp_path_factor
         assert int(open(os.path.join(rundir, "board.pid")).read()) == pid    # none started
     finally:
         run("xenpy", "shutdown", env=env)
+
+
+COMPLETE = """XL="$1"; source "$2"
+t() { COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _xl; echo "${COMPREPLY[*]}"; }
+t xl vcpu-
+t xl -v list -
+t xl pause tw
+t xl vcpu-list spin t
+"""
+
+
+def _complete(env) -> list[str]:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    r = subprocess.run([bash, "-c", COMPLETE, "complete", f"{os.sys.executable} -m toolstack.xl",
+                        str(ROOT / "toolstack/xl/bash-completion")], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def test_bash_completion(board, spun):
+    lines = _complete(board)
+    assert lines[0] == "vcpu-list vcpu-pin vcpu-set"
+    assert set(lines[1].split()) == {"-l", "--long", "-v", "--verbose", "-Z", "--context", "-c",
+                                     "--cpupool", "-n", "--numa", "-h", "--help"}
+    assert lines[2] == "twirl" and lines[3] == "twirl"
+
+
+def test_bash_completion_never_starts_a_board(noboard):
+    lines = _complete(noboard)
+    assert lines[0] == "vcpu-list vcpu-pin vcpu-set"
+    assert "twirl" not in lines[2]
+    assert not (ROOT / noboard["XENPY_RUNDIR"] / "board.log").exists()
+
+
+def test_vcpu_set_takes_a_guest_vcpu_off_and_on_with_psci(board):
+    # libxl__set_vcpuonline_xenstore: "%s/cpu/%u/availability" = "online" | "offline"; the
+    # vcpuhot guest watches it and stops vCPU 1 with PSCI CPU_OFF, restarts it with CPU_ON
+    r = xl("create", str(ROOT / "examples/vcpuhot/vcpuhot.cfg"), 'on_poweroff="preserve"',
+           env=board)
+    assert r.returncode == 0, r.stderr
+    try:
+        assert wait_for(lambda: "watching cpu/1/availability" in _console(board))
+        assert xl("vcpu-set", "vcpuhot", "1", env=board).returncode == 0
+        assert wait_for(lambda: "vcpu1 offline (PSCI CPU_OFF)" in _console(board))
+        vl = xl("vcpu-list", "vcpuhot", env=board).stdout.splitlines()
+        assert re.search(r"\s1\s+-\s+--p\s", vl[2]), vl[2]        # "%5c %3c%cp " offline
+        assert rows(xl("list", env=board).stdout)["vcpuhot"][2] == "1"   # VCPUs online
+        assert xl("vcpu-set", "vcpuhot", "2", env=board).returncode == 0
+        assert wait_for(lambda: "Test result: SUCCESS" in _console(board))
+        assert "vcpu1 online (PSCI CPU_ON)" in _console(board)
+    finally:
+        xl("destroy", "vcpuhot", env=board)
+
+
+def _console(env) -> str:
+    """What the guest printed so far: the console ring read through privcmd (no tty)."""
+    from pathlib import Path
+
+    from toolstack.xc import SocketTransport, Xc
+    ids = rows(xl("list", env=env).stdout)
+    if "vcpuhot" not in ids:
+        return ""
+    xc = Xc(SocketTransport(Path(env["XENPY_RUNDIR"]) / "privcmd"))
+    try:
+        return xc.console_read(int(ids["vcpuhot"][0]), 0, 0.0)["data"]
+    finally:
+        xc.close()
