@@ -67,6 +67,8 @@ class Libxl:
     def __init__(self, xc: Xc, xs: Any) -> None:
         self.xc = xc
         self.xs = xs
+        # libxenguest's "domainbuilder: detail:" lines, for the caller to show (xl -v)
+        self.detail: Any = lambda func, msg: None
 
     # -- names -------------------------------------------------------------------------------
 
@@ -105,10 +107,13 @@ class Libxl:
         """config_json: the libxl_domain_config to store for `xl list -l` (default: cfg's)."""
         if any(info.name == cfg.name for info in self.list_domains()):
             raise CreateError(f"domain with name \"{cfg.name}\" already exists.")
+        self.detail("xc_dom_allocate", f'cmdline="{cfg.cmdline or ""}", features=""')
+        self.detail("xc_dom_kernel_file", f'filename="{cfg.kernel}"')
         try:
             image = load_kernel(cfg.kernel)
         except LoaderError as e:
             raise CreateError(str(e)) from None
+        self.detail("xc_dom_find_loader", f"trying {image.format} ({image.arch}) loader ... loader probe OK")
         handle = uuidlib.UUID(cfg.uuid) if cfg.uuid else uuidlib.uuid4()
         mem_bytes = cfg.memory << 20
         try:
@@ -139,6 +144,10 @@ class Libxl:
         except ValueError as e:
             raise CreateError(f"{cfg.name}: {e}") from None
         placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb))
+        self.detail("xc_dom_mem_init", f"mem {mem_bytes >> 20} MB, pages 0x{mem_bytes >> 12:x} "
+                    f"pages, 4k each (guest layout {layout.name})")
+        self.detail("xc_dom_build_image", f"kernel at 0x{placement.load_addr:x}, device tree "
+                    f"({len(dtb)} bytes) at 0x{placement.dtb_addr:x}, entry 0x{placement.entry:x}")
         self.xc.domain_setmaxmem(domid, cfg.maxmem << 10)
         try:
             self.xc.populate_physmap(domid, layout.ram_base >> 12, mem_bytes >> 12)

@@ -86,9 +86,10 @@ def domain_config(cfg: DomainConfig, raw: Cfg | None, uuid: str, nr_cpus: int) -
     if cfg.irqs:
         b["irqs"] = list(cfg.irqs)
     if cfg.iomem:
+        # an unset gfn is LIBXL_INVALID_GFN, its init value: not written
         b["iomem"] = [{k: v for k, v in (("start", s or None), ("number", n or None),
                                          ("gfn", g)) if v is not None}
-                      for s, n, g in cfg.iomem]     # an unset gfn is LIBXL_INVALID_GFN, the init value
+                      for s, n, g in cfg.iomem]
     b["claim_mode"] = _defbool(True)
     if given("max_event_channels") and cfg.max_event_channels:
         b["event_channels"] = cfg.max_event_channels

@@ -15,8 +15,8 @@ from xenpy.rundir import board_log_path, run_dir
 
 
 def board_state() -> tuple[str, int | None]:
-    """("never", None), ("died", pid), ("silent", pid) or ("stopped", None) for a run directory without a live
-    board. The board writes board.log when it starts and removes board.pid when it stops."""
+    """("never", None), ("died", pid), ("silent", pid) or ("stopped", None) for a run
+    directory without a live board. The board writes board.log when it starts and removes board.pid when it stops."""
     pid_file = run_dir() / "board.pid"
     try:
         pid = int(pid_file.read_text().strip())

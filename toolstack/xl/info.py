@@ -6,8 +6,8 @@ import platform
 import time
 from typing import Any
 
-from toolstack.xl.utils import (ERROR_DOMAIN_NOTFOUND, Exit, ctx, domid_to_name, err, fail,
-                                find_domain, getopts, help_, print_bitmap)
+from toolstack.xl.utils import (ctx, domid_to_name, err, fail, find_domain, getopts, help_,
+                                print_bitmap)
 
 SHUTDOWN_REASON_LETTERS = "-rscwS"
 # dominfo flags (domctl.h XEN_DOMINF_*)
@@ -356,5 +356,3 @@ def main_dmesg(argv: list[str]) -> int:
         print(line)
     return 0
 
-
-__all__ = ["Exit", "ERROR_DOMAIN_NOTFOUND"]

@@ -3,7 +3,6 @@ libxl context, the global flags, help pages and libxl's log lines."""
 from __future__ import annotations
 
 import getopt
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -59,6 +58,12 @@ def log(level: int, where: str, func: str, msg: str, domid: int | None = None) -
         return
     dom = f"Domain {domid}:" if domid is not None else ""
     err(f"libxl: {LEVEL_NAMES[level]}: {where}:{func}: {dom}{msg}")
+
+
+def log_builder(level: int, func: str, msg: str) -> None:
+    """libxenguest's lines through the same logger: `domainbuilder: LEVEL: FUNC: MESSAGE`."""
+    if level >= G.minmsglevel:
+        err(f"domainbuilder: {LEVEL_NAMES[level]}: {func}: {msg}")
 
 
 # -- options (def_getopt / SWITCH_FOREACH_OPT) -------------------------------------------------
@@ -212,4 +217,5 @@ def xc() -> Xc:
 
 
 __all__ = ["BoardNotRunning", "Exit", "G", "ctx", "err", "fail", "find_domain", "getopts",
-           "help_", "log", "print_bitmap", "parse_cpurange", "parse_mem_size_kb", "xc", "os"]
+           "help_", "log", "log_builder", "print_bitmap", "parse_cpurange", "parse_mem_size_kb",
+           "xc"]

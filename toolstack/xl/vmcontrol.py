@@ -6,8 +6,8 @@ import time
 import uuid as uuidlib
 
 from toolstack.xc import XcError
-from toolstack.xl.utils import (ERROR_FAIL, ERROR_INVAL, XTL_DETAIL, G, Exit, ctx, err,
-                                fail, find_domain, getopts, help_, log)
+from toolstack.xl.utils import (ERROR_FAIL, ERROR_INVAL, XTL_DETAIL, G, ctx, err, fail,
+                                find_domain, getopts, help_, log, log_builder)
 
 DOMINF_shutdown = 1 << 2
 ERROR_NOPARAVIRT = -10
@@ -93,6 +93,7 @@ def create_domain(config_file: str | None, extra: list[str], *, console: bool, p
     if G.dryrun_only:
         return 0
     lx = ctx()
+    lx.detail = lambda func, msg: log_builder(XTL_DETAIL, func, msg)
     log(XTL_DETAIL, "libxl_create.c", "do_domain_create", f"creating \"{cfg.name}\" from "
         f"{config_file}: {cfg.maxvcpus} vCPU(s), {cfg.memory} MB")
     try:
@@ -102,8 +103,8 @@ def create_domain(config_file: str | None, extra: list[str], *, console: bool, p
     except CreateError as e:
         err(f"xl: {e}")
         return 1
-    log(XTL_DETAIL, "libxl_create.c", "domcreate_complete", f"created{' (paused)' if paused else ''}",
-        domid)
+    log(XTL_DETAIL, "libxl_create.c", "domcreate_complete",
+        f"created{' (paused)' if paused else ''}", domid)
     if console:
         from toolstack.xl.console import console_loop
         return console_loop(lx.xc, domid)
