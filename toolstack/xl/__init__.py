@@ -12,6 +12,7 @@ import os
 import sys
 
 from toolstack.xc import BoardNotRunning, XcError
+from toolstack.xs import XsError
 from toolstack.xl.utils import G, Exit, err, help_
 
 GLOBAL_OPTS = "vftTN"
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except XcError as e:       # a hypercall failed where xl would have printed libxl's error
         err(f"xl: {e}")
+        return 1
+    except XsError as e:       # likewise a XenStore request
+        err(f"xl: xenstore: {e}")
         return 1
     except KeyboardInterrupt:
         return 130
