@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -280,6 +281,7 @@ class XenStored:
             if self._persist:
                 self._persist.save(self.store)
                 self._persist.close()
+            self.close_log()
 
     # == the trace log ============================================================
     TRACE_SWITCHES = ("obj", "io", "wrl", "acc", "tdb")
@@ -306,14 +308,13 @@ class XenStored:
         NULs shown as spaces."""
         if self._tracefd is None or "io" not in self.trace_flags:
             return
-        import time as _time
         try:
             name = XsType(type_).name
         except ValueError:
             name = "INVALID"
         body = payload.replace(b"\0", b" ").decode("utf-8", "replace")
         self.trace(f"io: {direction} {id(conn):#x} (d{conn.id}) "
-                   f"{_time.strftime('%Y%m%d %H:%M:%S')} {name} ({body})\n")
+                   f"{time.strftime('%Y%m%d %H:%M:%S')} {name} ({body})\n")
 
     def memreport(self) -> str:
         """What talloc_report_full tells about the store: per domain, nodes and bytes."""
@@ -324,8 +325,8 @@ class XenStored:
             n = per.setdefault(node.owner, [0, 0])
             n[0] += 1
             n[1] += len(name) + len(node.value)
-        for domid in sorted(per):
-            lines.append(f"    domain {domid:<5} nodes {per[domid][0]:6d}  bytes {per[domid][1]:8d}")
+        for domid, (count, size) in sorted(per.items()):
+            lines.append(f"    domain {domid:<5} nodes {count:6d}  bytes {size:8d}")
         lines.append(f"    connections {len(self.connections)}  domains {len(self.domains)}")
         return "\n".join(lines) + "\n"
 
