@@ -84,6 +84,8 @@ def test_global_and_command_option_errors(noboard):
     # "command does not implement -N (dryrun) option\n"
     r = xl("-N", "list", env=noboard)
     assert (r.returncode, r.stderr) == (1, "command does not implement -N (dryrun) option\n")
+    r = xl("-N", "vcpu-pin", "x", "all", "1", env=noboard)    # needs a board, starts none
+    assert r.returncode == 1 and "a dry run (-N) starts none" in r.stderr
     assert not (ROOT / noboard["XENPY_RUNDIR"] / "board.log").exists()   # nothing started
 
 

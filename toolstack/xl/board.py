@@ -72,7 +72,9 @@ def _start_or_explain() -> Xc:
         raise fail(f"xl: the board in {run_dir()} was shut down (its log is {log}); "
                    f"start one with 'xenpy boot'.")
     from xenpy.cli import start_background
-    from toolstack.xl.utils import err
+    from toolstack.xl.utils import G, err
+    if G.dryrun_only:
+        raise fail(f"xl: no board has run in {run_dir()}, and a dry run (-N) starts none")
     err(f"xl: no board has run in {run_dir()}; starting the default one "
         f"(xenpy boot: 2 pCPUs, 2048 MB)")
     try:
