@@ -444,3 +444,24 @@ def _console(env) -> str:
         return xc.console_read(int(ids["vcpuhot"][0]), 0, 0.0)["data"]
     finally:
         xc.close()
+
+
+def test_verbose_adds_libxl_and_domainbuilder_lines(board, tmp_path):
+    # xentoollog: the default minimum level is XTL_PROGRESS; each global -v lowers it by one,
+    # so -v lets XTL_DETAIL through ("libxl: detail: ...", "domainbuilder: detail: ...")
+    cfg = spin_guest(tmp_path, "loud")
+    quiet = xl("create", "-p", cfg, env=board)
+    assert quiet.returncode == 0 and quiet.stderr == f"Parsing config from {cfg}\n"
+    xl("destroy", "loud", env=board)
+    loud = xl("-v", "create", "-p", cfg, env=board)
+    try:
+        assert loud.returncode == 0, loud.stderr
+        lines = loud.stderr.splitlines()
+        assert lines[0] == f"Parsing config from {cfg}"
+        assert f'domainbuilder: detail: xc_dom_kernel_file: filename="{tmp_path}/loud.zImage"' \
+            in lines
+        assert any(l.startswith("domainbuilder: detail: xc_dom_build_image: kernel at 0x80008000")
+                   for l in lines)
+        assert re.search(r"^libxl: detail: .*Domain \d+:created \(paused\)$", loud.stderr, re.M)
+    finally:
+        xl("destroy", "loud", env=board)
