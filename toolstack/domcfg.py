@@ -3,8 +3,9 @@
 The keys, defaults and messages are xl's (tools/xl/xl_parse.c) and libxl's defaults
 (libxl_create.c, libxl_arm.c).  One difference on purpose: where xl prints a warning about a
 value of the wrong type and carries on with a default, xenpy stops with a ConfigError, so a
-broken config never starts a half-configured guest.  Every error is one line naming the file (or
-"command line" for `xl create FILE KEY=VALUE` arguments), the line and the key.
+broken config never starts a half-configured guest.  Every error is one line naming the file, the
+line (`xl create FILE KEY=VALUE` arguments are numbered after the file's lines, as xl does) and
+the key.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ class Libxl:
     def __init__(self, xc: Xc, xs: Any) -> None:
         self.xc = xc
         self.xs = xs
+        # libxenguest's "domainbuilder: detail:" lines, for the caller to show (xl -v)
+        self.detail: Any = lambda func, msg: None
 
     # -- names -------------------------------------------------------------------------------
 
@@ -99,13 +102,18 @@ class Libxl:
 
     # -- create ----------------------------------------------------------------------------------
 
-    def create(self, cfg: DomainConfig, *, paused: bool = False, extra: list[str] | tuple = ()) -> int:
+    def create(self, cfg: DomainConfig, *, paused: bool = False, extra: list[str] | tuple = (),
+               config_json: dict[str, Any] | None = None) -> int:
+        """config_json: the libxl_domain_config to store for `xl list -l` (default: cfg's)."""
         if any(info.name == cfg.name for info in self.list_domains()):
             raise CreateError(f"domain with name \"{cfg.name}\" already exists.")
+        self.detail("xc_dom_allocate", f'cmdline="{cfg.cmdline or ""}", features=""')
+        self.detail("xc_dom_kernel_file", f'filename="{cfg.kernel}"')
         try:
             image = load_kernel(cfg.kernel)
         except LoaderError as e:
             raise CreateError(str(e)) from None
+        self.detail("xc_dom_find_loader", f"trying {image.format} ({image.arch}) loader ... loader probe OK")
         handle = uuidlib.UUID(cfg.uuid) if cfg.uuid else uuidlib.uuid4()
         mem_bytes = cfg.memory << 20
         try:
@@ -117,7 +125,7 @@ class Libxl:
         except XcError as e:
             raise CreateError(f"cannot create domain {cfg.name}: {e}") from None
         try:
-            self._build(domid, cfg, image, mem_bytes, handle, list(extra))
+            self._build(domid, cfg, image, mem_bytes, handle, list(extra), config_json)
             if not paused:
                 self.xc.domain_unpause(domid)
         except (CreateError, LoaderError, XcError) as e:
@@ -126,7 +134,8 @@ class Libxl:
         return domid
 
     def _build(self, domid: int, cfg: DomainConfig, image: Any, mem_bytes: int,
-               handle: uuidlib.UUID, extra: list[str]) -> None:
+               handle: uuidlib.UUID, extra: list[str],
+               config_json: dict[str, Any] | None = None) -> None:
         layout = LAYOUTS[cfg.guest_layout or self.board_layout(domid)]
         version = self.xc.version()
         try:
@@ -135,6 +144,10 @@ class Libxl:
         except ValueError as e:
             raise CreateError(f"{cfg.name}: {e}") from None
         placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb))
+        self.detail("xc_dom_mem_init", f"mem {mem_bytes >> 20} MB, pages 0x{mem_bytes >> 12:x} "
+                    f"pages, 4k each (guest layout {layout.name})")
+        self.detail("xc_dom_build_image", f"kernel at 0x{placement.load_addr:x}, device tree "
+                    f"({len(dtb)} bytes) at 0x{placement.dtb_addr:x}, entry 0x{placement.entry:x}")
         self.xc.domain_setmaxmem(domid, cfg.maxmem << 10)
         try:
             self.xc.populate_physmap(domid, layout.ram_base >> 12, mem_bytes >> 12)
@@ -188,7 +201,7 @@ class Libxl:
         self.xs.introduce(domid, store_pfn, store_port)
         path = userdata_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"domid": domid, "config": cfg.to_json(),
+        path.write_text(json.dumps({"domid": domid, "config": config_json or cfg.to_json(),
                                     "source": {"path": os.path.abspath(cfg.source), "extra": extra}},
                                    indent=4))
 
@@ -244,6 +257,8 @@ class Libxl:
             xs.set_perms(f"{dom}/{rw}", [f"n{domid}"])    # owned by the domain: it may write
         xs.write(f"{vm}/name", cfg.name)
         xs.write(f"{vm}/uuid", str(handle))
+        now = time.time()       # libxl's "%lu.%02d" of tv_sec and tv_usec / 10000
+        xs.write(f"{vm}/start_time", f"{int(now)}.{int(now * 100) % 100:02d}")
         xs.write(f"/libxl/{domid}/type", "pvh")
 
     # -- destroy ---------------------------------------------------------------------------------

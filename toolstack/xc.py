@@ -202,6 +202,12 @@ class Xc:
     def vcpu_getinfo(self, domid: int, vcpu: int) -> dict[str, Any]:
         return self.domctl(D.XEN_DOMCTL_getvcpuinfo, domid, {"vcpu": vcpu})
 
+    def domain_send_trigger(self, domid: int, trigger: int, vcpu: int) -> None:
+        self.domctl(D.XEN_DOMCTL_sendtrigger, domid, {"trigger": trigger, "vcpu": vcpu})
+
+    def vcpu_getcontext(self, domid: int, vcpu: int) -> dict[str, Any]:
+        return self.domctl(D.XEN_DOMCTL_getvcpucontext, domid, {"vcpu": vcpu})
+
     def domain_pause(self, domid: int) -> None:
         self.domctl(D.XEN_DOMCTL_pausedomain, domid)
 

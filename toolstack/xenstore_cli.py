@@ -1,9 +1,12 @@
 """xenstore-read, -write, -rm, -exists, -list, -ls, -chmod, -watch
-(tools/xs-clients/xenstore_client.c): same flags, output, escaping and exit codes.
+(tools/xs-clients/xenstore_client.c) and xenstore-control (xenstore_control.c): same flags,
+output, escaping, messages and exit codes.
 
-Run as `xenstore-<mode> ...` or `xenstore <mode> ...`. Several keys given to
-read, write, rm, exists, list or chmod are handled in one transaction, retried
-from scratch when xenstored answers EAGAIN.
+Like Xen's single binary, the program picks its mode from the name it was run under
+(argv[0]): `xenstore-<mode> ...`, or `xenstore <mode> ...` for any other name. Messages start
+with that name's last component (errx) and usage lines show argv[0] as invoked. Several keys
+given to read, write, rm, exists, list or chmod are handled in one transaction, retried from
+scratch when xenstored answers EAGAIN.
 """
 from __future__ import annotations
 
@@ -104,9 +107,10 @@ def _atoi(text: str) -> int:
 # -- command state --------------------------------------------------------------------
 @dataclass
 class _Cli:
-    prog: str  # prefix of every message ("xenstore-read", "xenstore")
+    prog: str  # prefix of every message: argv[0]'s last component ("xenstore-read")
     mode: str
     incl_mode: bool  # invoked as `xenstore <mode>`
+    invoked: str = ""  # argv[0] as invoked, for the usage line
     prefix: bool = False
     tidy: bool = False
     upto: bool = False
@@ -137,9 +141,9 @@ class _Cli:
             "list": f"{m}[-h] [-p] key [...]",
             "ls": f"{m}[-h] [-f] [-p] [path]",
             "chmod": f"{m}[-h] [-u] [-r] key <mode [modes...]>",
-            "watch": f"{m}[-h] [-n NR] [-d depth] key",
+            "watch": f"{m}[-h] [-n NR] key",
         }[self.mode]
-        return self.fail(f"Usage: {self.prog} {text}", code)
+        return self.fail(f"Usage: {self.invoked or self.prog} {text}", code)
 
     def out(self, data: str | bytes) -> None:
         self.output.append(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
@@ -409,10 +413,11 @@ def _watch(cli: _Cli, xs: XsClient, keys: list[str]) -> int:
 
 
 # -- entry points ---------------------------------------------------------------------
-def _run(prog: str, mode: str, args: Sequence[str], incl_mode: bool) -> int:
-    cli = _Cli(prog, mode, incl_mode)
+def _run(prog: str, mode: str, args: Sequence[str], incl_mode: bool, invoked: str = "") -> int:
+    cli = _Cli(prog, mode, incl_mode, invoked or prog)
     try:
-        opts, rest = _getopt(cli, args, mode if incl_mode else prog)
+        # getopt_long's complaints name the vector's argv[0]: the mode word, or the program
+        opts, rest = _getopt(cli, args, mode if incl_mode else cli.invoked)
         for ch, val in opts:
             allowed = {"h": MODES, "f": ("ls",), "p": ("read", "list", "ls"), "t": ("rm",), "u": ("chmod",),
                        "r": ("chmod",), "n": ("watch",), "R": ("read", "write"), "d": ("watch",), "s": MODES}[ch]
@@ -448,8 +453,8 @@ def _run(prog: str, mode: str, args: Sequence[str], incl_mode: bool) -> int:
                 pass  # not a terminal: keep 80
         try:
             xs = XsClient()
-        except XsConnectError as err:
-            raise cli.fail(str(err))
+        except XsConnectError as err:      # err(1, "xs_open")
+            raise cli.fail(f"xs_open: {os.strerror(err.reason.errno or 0)}")
         try:
             while True:
                 tx = XBT_NULL
@@ -491,28 +496,44 @@ def _run(prog: str, mode: str, args: Sequence[str], incl_mode: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`xenstore <mode> args...` (or this program run under a xenstore-<mode> name)."""
+    """`xenstore <mode> args...`; argv are the arguments after the program's name. Run as a
+    program (argv None), the mode comes from the name it was run under, as in Xen."""
     if argv is None:
-        argv = sys.argv[1:]
-        called = os.path.basename(sys.argv[0])
-        if called.startswith("xenstore-"):
-            return _dispatch(called, called[len("xenstore-"):], argv, False)
-    if not argv:
-        print("xenstore: Usage: xenstore <mode> [-h] [...]", file=sys.stderr)
+        return dispatch(sys.argv)
+    return dispatch(["xenstore", *argv])
+
+
+def dispatch(argv: Sequence[str]) -> int:
+    """xenstore_client.c's main: argv[0] `xenstore-MODE` is MODE, any other name takes the
+    mode from argv[1]. `python -m toolstack.xenstore_cli` counts as `xenstore`."""
+    invoked = argv[0] if argv else "xenstore"
+    if os.path.basename(invoked) in ("xenstore_cli.py", "__main__.py", "-c", ""):
+        invoked = "xenstore"
+    prog = os.path.basename(invoked)
+    if prog == "xenstore-control":
+        return control(invoked, list(argv[1:]))
+    if prog.startswith("xenstore-"):
+        return _dispatch(prog, prog[len("xenstore-"):], argv[1:], False, invoked)
+    if len(argv) < 2:
+        print(f"{prog}: Usage: {invoked} <mode> [-h] [...]", file=sys.stderr)
         return 1
-    return _dispatch("xenstore", argv[0], argv[1:], True)
+    return _dispatch(prog, argv[1], argv[2:], True, invoked)
 
 
-def _dispatch(prog: str, mode: str, args: Sequence[str], incl_mode: bool) -> int:
+def _dispatch(prog: str, mode: str, args: Sequence[str], incl_mode: bool,
+              invoked: str = "") -> int:
     if mode not in MODES:
-        print(f"{prog}: unknown mode {mode}", file=sys.stderr)
+        # errx(1, "unknown mode %s\n", m): errx adds its own newline after the message's
+        print(f"{prog}: unknown mode {mode}\n", file=sys.stderr)
         return 1
-    return _run(prog, mode, args, incl_mode)
+    return _run(prog, mode, args, incl_mode, invoked)
 
 
 def _entry(mode: str):
     def entry(argv: Sequence[str] | None = None) -> int:
-        return _run(f"xenstore-{mode}", mode, sys.argv[1:] if argv is None else argv, False)
+        if argv is None:
+            return dispatch(sys.argv)
+        return dispatch([f"xenstore-{mode}", *argv])
     entry.__name__ = f"main_{mode}"
     entry.__doc__ = f"xenstore-{mode}"
     return entry
@@ -526,6 +547,80 @@ main_rm = _entry("rm")
 main_exists = _entry("exists")
 main_chmod = _entry("chmod")
 main_watch = _entry("watch")
+
+
+# -- xenstore-control (xenstore_control.c) ----------------------------------------------
+def control(invoked: str, args: list[str]) -> int:
+    """XS_CONTROL COMMAND ARGS...: a reply is printed, an unknown command gets xenstored's
+    `help`. live-update is the client's own sequence of XS_CONTROL requests."""
+    if not args:
+        print(f"Usage:\n{invoked} <command> [<arg>...]", file=sys.stderr)
+        return 2
+    try:
+        xs = XsClient()
+    except XsConnectError:
+        print("Failed to contact Xenstored.", file=sys.stderr)
+        return 1
+    try:
+        if args[0] == "live-update":
+            return _live_update(xs, args[1:])
+        try:
+            reply = xs.control(*args)
+        except XsError as err:
+            if err.errno_name == "EINVAL":
+                try:
+                    valid = xs.control("help")
+                except XsError:
+                    print("Error when executing command.", file=sys.stderr)
+                else:
+                    print(f"Command not supported. Valid commands are:\n{valid}",
+                          file=sys.stderr)
+            else:
+                print(f"Error {err.errno} when trying to execute command.", file=sys.stderr)
+            return 3
+        if reply:
+            _write_stdout(reply + "\n")
+        return 0
+    finally:
+        xs.close()
+
+
+def _live_update(xs: XsClient, args: list[str]) -> int:
+    """live_update(): parse -c/-t/-F/-v BINARY, then the daemon's sequence (-f BINARY first).
+    A xenstored built without live update answers EINVAL, reported as xenstore-control does."""
+    binary = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-c", "-t", "-v"):
+            i += 1
+            if i == len(args):
+                print({"-c": "Missing command line value", "-t": "Missing timeout value",
+                       "-v": "Missing version value"}[a], file=sys.stderr)
+                return 2
+        elif a != "-F":
+            binary = a
+        i += 1
+    if binary is None:
+        print("Missing binary specification", file=sys.stderr)
+        return 2
+    try:
+        reply = xs.control("live-update", "-f", binary)
+    except XsError as err:
+        reply = None
+        why = err.strerror
+    if reply != "OK":
+        print(f"Setting update binary failed:\n{reply if reply is not None else why}",
+              file=sys.stderr)
+        return 3
+    return 0
+
+
+def main_control(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        return dispatch(sys.argv)
+    return control("xenstore-control", list(argv))
+
 
 if __name__ == "__main__":
     sys.exit(main())

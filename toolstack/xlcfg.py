@@ -128,7 +128,7 @@ class Setting:
     value: Value
     lineno: int
     op: str = "="           # "=" or "+="
-    source: str = ""        # file name, or "command line" for KEY=VALUE arguments
+    source: str = ""        # the file name (also for KEY=VALUE arguments, as xl numbers them)
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,8 +229,8 @@ class _Parse:
     # ---- locations and messages
 
     def where(self, line: int) -> tuple[str, int]:
-        if self.extra_start is not None and line >= self.extra_start:
-            return COMMAND_LINE, line - self.extra_start + 1
+        """xl appends the KEY=VALUE arguments to the file's text ("\n" then one line each) and
+        parses the whole under the file's name, so their lines are numbered after the file's."""
         return self.filename, line
 
     def yyerror(self, locline: int, line: int, col: int, text: str | None, msg: str) -> None:

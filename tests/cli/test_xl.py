@@ -62,8 +62,12 @@ def test_paused_create_pinning_and_unpause(board):
 def test_domain_arguments_and_errors(board):
     r = xl("destroy", "nosuch", env=board)
     assert r.returncode == 1 and r.stderr.strip() == "nosuch is an invalid domain identifier (rc=-6)"
+    # find_domain: "%s is an invalid domain identifier (rc=%d)\n"
     r = xl("list", "nosuch", env=board)
-    assert r.returncode == 1 and "Error: Domain 'nosuch' does not exist." in r.stderr
+    assert r.returncode == 1 and r.stderr == "nosuch is an invalid domain identifier (rc=-6)\n"
+    # main_list: "Error: Domain \'%s\' does not exist.\n" (an id is not checked by find_domain)
+    r = xl("list", "77", env=board)
+    assert r.returncode == 1 and r.stderr == "Error: Domain '77' does not exist.\n"
     r = xl("destroy", "0", env=board)
     assert r.returncode == 1 and r.stderr.startswith("Not destroying domain 0; use -f to force.")
     info = xl("info", env=board).stdout

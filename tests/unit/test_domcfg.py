@@ -333,11 +333,11 @@ def test_unsupported_and_unknown_keys_warn(cfgdir: Path) -> None:
 # ---- command line KEY=VALUE
 
 
-def test_extra_overrides_and_errors_name_the_command_line(cfgdir: Path) -> None:
+def test_extra_overrides_and_errors_are_numbered_after_the_file(cfgdir: Path) -> None:
     dc, _ = load(NAME + "memory = 128\n", "memory=256", 'name="other"')
     assert (dc.memory, dc.name) == (256, "other")
     assert fails(NAME, "vcpus=2", "memory=[1]") == (
-        "command line:2: parameter `memory' is a list but should be a single value")
+        "vm.cfg:4: parameter `memory' is a list but should be a single value")
 
 
 # ---- JSON for `xl list -l`

@@ -274,9 +274,11 @@ def test_python_warnings_only_when_parsing_failed() -> None:
 def test_extra_lines_override_the_file() -> None:
     cfg = parse_cfg("memory = 128\nname = 'a'\n", "vm.cfg", ["memory=256", 'name += "b"'])
     assert cfg.get_long("memory") == 256
-    assert (cfg.setting("memory").source, cfg.lineno("memory")) == ("command line", 1)
+    # xl appends "\n" and the KEY=VALUE lines to the file's text: line 2 is the file's last,
+    # line 3 the empty separator, line 4 the first argument
+    assert (cfg.setting("memory").source, cfg.lineno("memory")) == ("vm.cfg", 4)
     assert cfg.get_string("name") == "ab"
-    assert cfg.setting("name").source == "command line"
+    assert cfg.setting("name").source == "vm.cfg"
 
 
 def test_extra_lines_after_a_file_without_final_newline() -> None:
@@ -285,9 +287,9 @@ def test_extra_lines_after_a_file_without_final_newline() -> None:
     assert cfg.setting("a").source == "vm.cfg"
 
 
-def test_errors_in_extra_lines_name_the_command_line() -> None:
+def test_errors_in_extra_lines_are_numbered_after_the_file() -> None:
     assert errors("a = 1\n", "vm.cfg", ("b = 2", "c = = 3")) == [
-        "command line:2: config parsing error near `=': syntax error, unexpected '=',"
+        "vm.cfg:4: config parsing error near `=': syntax error, unexpected '=',"
         " expecting STRING or NUMBER or '[' (column 5)"]
 
 

@@ -148,6 +148,41 @@ def setvcpucontext(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
     return d.set_vcpu_context(int(u["vcpu"]), ctx), {}
 
 
+# vcpu_guest_core_regs names (arch-arm.h) for the banked SP/LR of each CPSR mode.
+_BANK = {0x10: "usr", 0x1F: "usr", 0x11: "fiq", 0x12: "irq", 0x13: "svc", 0x17: "abt",
+         0x1B: "und"}
+
+
+@op(D.XEN_DOMCTL_getvcpucontext)
+def getvcpucontext(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
+    """The vCPU's vcpu_guest_context: r0-r12, the current mode's SP and LR under their
+    banked names, pc32, cpsr, and the MMU registers. As on Xen the vCPU is paused while its
+    registers are read; a vCPU that never ran (no context) is -ENODATA, like a VCPUF_down
+    one without initialised state."""
+    n = int(u["vcpu"])
+    if not 0 <= n < len(d.vcpus) or d.privileged:
+        return -errno.EINVAL if d.privileged else -errno.ESRCH, {}
+    v = d.vcpus[n]
+    if v.arch is None:
+        return -errno.ENODATA, {}
+    hv.domain_pause(d)
+    try:
+        if v.running_on is not None:
+            return -errno.EBUSY, {}
+        a = v.arch
+        regs = {f"r{i}_usr": a.reg(i) for i in range(13)}
+        cpsr = a.cpsr
+        bank = _BANK.get(cpsr & 0x1F, "usr")
+        regs[f"sp_{bank}"], regs[f"lr_{bank}"] = a.reg(13), a.reg(14)
+        regs["pc32"], regs["cpsr"] = a.pc, cpsr
+        ctxt = {"user_regs": regs, "sctlr": a.cp15("SCTLR"), "ttbcr": a.cp15("TTBCR"),
+                "ttbr0": a.cp15("TTBR0"), "ttbr1": a.cp15("TTBR1"),
+                "flags": int(v.online)}            # VGCF_online
+    finally:
+        hv.domain_unpause(d)
+    return 0, {"vcpu": n, "ctxt": ctxt}
+
+
 @op(D.XEN_DOMCTL_getvcpuinfo)
 def getvcpuinfo(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
     n = int(u["vcpu"])

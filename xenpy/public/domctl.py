@@ -20,6 +20,7 @@ XEN_DOMCTL_max_vcpus = 15
 XEN_DOMCTL_setdomainhandle = 17
 XEN_DOMCTL_iomem_permission = 20
 XEN_DOMCTL_getvcpuaffinity = 25
+XEN_DOMCTL_sendtrigger = 28
 XEN_DOMCTL_memory_mapping = 39
 
 XEN_VCPUAFFINITY_HARD = 1

@@ -104,6 +104,7 @@ class Connection:
         if self.closed:
             return
         msg = XSD_SOCKMSG.pack(type_, req_id, tx_id, len(payload)) + payload
+        self.xs.trace_io(self, "OUT", type_, payload)
         self.out.append((msg, False))
         self.out_bytes += len(msg)
         self.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -196,6 +197,11 @@ class XenStored:
                 self._persist = None
         dom0 = self._domain(PRIV_DOMID)
         dom0.introduced = True  # the control domain is always connected
+        # The trace log (xenstored -T FILE, `xenstore-control log|logfile`): C xenstored's
+        # switches, "obj" and "io" on by default; nothing is written until a file is named.
+        self.tracefile: Path | None = None
+        self._tracefd = None
+        self.trace_flags = {"obj", "io"}
 
     # == public API for the board ================================================
     def serve_socket(self, path: Path) -> None:
@@ -286,6 +292,54 @@ class XenStored:
             if self._persist:
                 self._persist.save(self.store)
                 self._persist.close()
+            self.close_log()
+
+    # == the trace log ============================================================
+    TRACE_SWITCHES = ("obj", "io", "wrl", "acc", "tdb")
+
+    def reopen_log(self) -> None:
+        self.close_log()
+        if self.tracefile is not None:
+            try:
+                self._tracefd = open(self.tracefile, "a", buffering=1)
+            except OSError as exc:
+                self.log(f"xenstored: cannot open trace file {self.tracefile}: {exc.strerror}")
+
+    def close_log(self) -> None:
+        if self._tracefd is not None:
+            self._tracefd.close()
+            self._tracefd = None
+
+    def trace(self, text: str) -> None:
+        if self._tracefd is not None:
+            self._tracefd.write(text)
+
+    def trace_io(self, conn: Connection, direction: str, type_: int, payload: bytes) -> None:
+        """xenstored's trace_io: `io: IN|OUT 0xID (dN) YYYYMMDD HH:MM:SS TYPE (payload)`,
+        NULs shown as spaces."""
+        if self._tracefd is None or "io" not in self.trace_flags:
+            return
+        try:
+            name = XsType(type_).name
+        except ValueError:
+            name = "INVALID"
+        body = payload.replace(b"\0", b" ").decode("utf-8", "replace")
+        self.trace(f"io: {direction} {id(conn):#x} (d{conn.id}) "
+                   f"{time.strftime('%Y%m%d %H:%M:%S')} {name} ({body})\n")
+
+    def memreport(self) -> str:
+        """What talloc_report_full tells about the store: per domain, nodes and bytes."""
+        nodes = self.store.nodes
+        lines = [f"full talloc report on 'xenstored' (total {len(nodes)} nodes)"]
+        per: dict[int, list[int]] = {}
+        for name, node in nodes.items():
+            n = per.setdefault(node.owner, [0, 0])
+            n[0] += 1
+            n[1] += len(name) + len(node.value)
+        for domid, (count, size) in sorted(per.items()):
+            lines.append(f"    domain {domid:<5} nodes {count:6d}  bytes {size:8d}")
+        lines.append(f"    connections {len(self.connections)}  domains {len(self.domains)}")
+        return "\n".join(lines) + "\n"
 
     # == transports ===============================================================
     def handle_message(self, conn: Connection, type_: int, req_id: int, tx_id: int, payload: bytes) -> None:
@@ -293,6 +347,7 @@ class XenStored:
         with self._serial:
             if conn.closed or conn.ignored:
                 return
+            self.trace_io(conn, "IN", type_, payload)
             req = self._process(conn, type_, req_id, tx_id, payload)
         if req is None or req.deferred is None:
             return
@@ -1029,9 +1084,48 @@ class XenStored:
         if cmd == "print" and len(params) == 1:
             self.log(f"control: {params[0]}")
             return OK
+        if cmd == "log":             # do_control_log
+            if not params:
+                return _z("Log switch settings:\n" + "".join(
+                    f"{n:<8}: {'on' if n in self.trace_flags else 'off'}\n"
+                    for n in self.TRACE_SWITCHES))
+            if len(params) != 1:
+                raise XsErr("EINVAL")
+            arg = params[0]
+            if arg == "on":
+                self.reopen_log()
+            elif arg == "off":
+                self.close_log()
+            elif arg[:1] in "+-" and arg[1:] in self.TRACE_SWITCHES:
+                (self.trace_flags.add if arg[0] == "+" else self.trace_flags.discard)(arg[1:])
+            else:
+                raise XsErr("EINVAL")
+            return OK
+        if cmd == "logfile":         # do_control_logfile: relative to xenstored's directory
+            if len(params) != 1:
+                raise XsErr("EINVAL")
+            self.close_log()
+            self.tracefile = Path(params[0]).absolute()
+            self.reopen_log()
+            return OK
+        if cmd == "memreport":       # do_control_memreport: to FILE, else to the trace file
+            if len(params) > 1:
+                raise XsErr("EINVAL")
+            target = Path(params[0]).absolute() if params else self.tracefile
+            if target is None:
+                raise XsErr("EBADF")
+            try:
+                with open(target, "a") as f:
+                    f.write(self.memreport())
+            except OSError:
+                raise XsErr("EBADF") from None
+            return OK
         if cmd == "help" and not params:
+            # xenstored built without live update (NO_LIVE_UPDATE): "live-update" is unknown
             return _z("".join(f"{c:<15} {p}\n" for c, p in (
-                ("check", ""), ("print", "<string>"), ("quota", "[set <name> <val>]"),
+                ("check", ""), ("log", "[on|off|+<switch>|-<switch>]"), ("logfile", "<file>"),
+                ("memreport", "[<file>]"), ("print", "<string>"),
+                ("quota", "[set <name> <val>]"),
                 ("quota-soft", "[set <name> <val>]"), ("help", ""))))
         if cmd in ("quota", "quota-soft"):
             soft = cmd == "quota-soft"

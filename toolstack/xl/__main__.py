@@ -1,0 +1,5 @@
+import sys
+
+from toolstack.xl import main
+
+sys.exit(main())
