@@ -49,7 +49,12 @@ class DeterministicScheduler(Scheduler):
         self._rng = random.Random(seed) if seed is not None else None
         self._seq = 0
         self.rounds = 0
+        self._this_round: set[int] = set()      # ids of the vCPUs that ran in this round
         self._threads = [threading.Thread(target=self._executor, daemon=True, name="pcpus")]
+
+    def _eligible(self, v: "Vcpu", cpu: int) -> bool:
+        # A round's quanta are simultaneous in virtual time: a vCPU runs in at most one of them.
+        return id(v) not in self._this_round and super()._eligible(v, cpu)
 
     def _quantum(self) -> int:
         if self._rng is None:
@@ -67,12 +72,11 @@ class DeterministicScheduler(Scheduler):
             hv.wait_for_services(SERVICE_TIMEOUT_S)
             with hv.big_lock.round():
                 now = clock.base_ns
-                q = self._quantum()
                 deadline = self._next_deadline()
-                if deadline is not None and deadline > now:
-                    q = min(q, deadline - now)
-                ran = False
+                q = None                            # drawn once something runs (the seed's
+                ran = False                         # sequence must not depend on idle loops)
                 used = 0                            # the longest quantum actually run
+                self._this_round.clear()
                 for cpu in range(self.nr_pcpus):
                     with self.cond:
                         v = self._pick(cpu)
@@ -82,6 +86,11 @@ class DeterministicScheduler(Scheduler):
                         v.wake_pending = False
                         runstate_change(v, RUNSTATE_running)
                         self.current[cpu] = v
+                        self._this_round.add(id(v))
+                    if q is None:
+                        q = self._quantum()
+                        if deadline is not None and deadline > now:
+                            q = min(q, deadline - now)
                     ran = True
                     used = max(used, self._run_quantum(cpu, v, q))
                 idle = not ran and deadline is not None and hv.dom0_waiting > 0

@@ -116,8 +116,13 @@ class Scheduler:
     # -- the pCPU loop -------------------------------------------------------------------------
 
     def _eligible(self, v: "Vcpu", cpu: int) -> bool:
+        # One vCPU of a domain at a time: Unicorn 2.1 builds every instance single-threaded
+        # (QEMU's curr_cflags() is 0, never CF_PARALLEL), so STREX is a plain load, compare
+        # and store; two vCPUs of one domain on two host threads could both succeed and lose
+        # an increment. Domains still run side by side.
         return (v.running_on is None and v.runnable
-                and (v.hard_affinity is None or cpu in v.hard_affinity))
+                and (v.hard_affinity is None or cpu in v.hard_affinity)
+                and not any(o.running_on is not None for o in v.domain.vcpus))
 
     def _pick(self, cpu: int) -> "Vcpu | None":
         best = None
@@ -229,9 +234,12 @@ class Scheduler:
         self._tick_event.clear()
 
     def _waiting_for(self, cpu: int, current: "Vcpu") -> bool:
+        """Does another vCPU want this pCPU, or wait for its domain's turn (see _eligible)?"""
         for d in list(self.hv.domains.values()):
             for v in d.vcpus:
-                if v is not current and self._eligible(v, cpu):
+                if v is current or v.running_on is not None or not v.runnable:
+                    continue
+                if d is current.domain or self._eligible(v, cpu):
                     return True
         return False
 

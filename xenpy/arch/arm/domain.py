@@ -39,6 +39,7 @@ def arch_domain_init(d: "Domain") -> None:
                    lambda off, size, v=v: _gicc_read(v, off, size),
                    lambda off, size, val, v=v: _gicc_write(v, off, size, val))
         v.vtimer = VTimer(a, cntvoff, on_write=lambda v=v: hv.timer_written(v), clock=hv.clock)
+        a.on_entry = v.vtimer.scan_entry
 
 
 def _gicc_read(v: "Vcpu", off: int, size: int) -> int:

@@ -134,6 +134,7 @@ class ArmVcpu:
         self.exitctl = ExitControl(h)
         self._posted: collections.deque[Callable[[], None]] = collections.deque()
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
+        self.on_entry: Callable[[int], None] | None = None     # before emu_start (vtimer scan)
         self.p2m_extra: dict = {}      # the domain's P2M.extra: frames mapped over or beside RAM
         self._preempt = False          # give the pCPU back at the next block start
         self._exit: Exit | None = None
@@ -196,6 +197,8 @@ class ArmVcpu:
                 pc, cpsr = self._pc_cpsr.read()
             ctl.set_irq(self.irq_pending())     # the hook takes it once CPSR.I clears
             pc |= 1 if cpsr & PSR_T else 0
+            if self.on_entry is not None:
+                self.on_entry(pc)
             try:
                 self.uc.emu_start(pc, UNTIL)
             except UcError:

@@ -111,12 +111,24 @@ class VTimer:
         self.writes = 0
         self._regs = RegBatch(arch.uc._uch, ["CNTV_CTL", "CNTV_CVAL", "CNTP_CTL", "CNTP_CVAL"])
         self._hooked: set[int] = set()
+        self._entries: set[int] = set()      # block starts scanned by scan_entry
         self._hooks = [arch.uc.hook_add(UC_HOOK_EDGE_GENERATED, self._on_new_block)]
 
     # -- trapping the guest's writes ------------------------------------------------------------
 
+    def scan_entry(self, pc: int) -> None:
+        """Before emu_start: the first block runs without an edge into it, so Unicorn reports
+        no new edge for it; have it translated and scan it once."""
+        if pc in self._entries:
+            return
+        self._entries.add(pc)
+        start, _icount, size = self.arch.uc.ctl_request_cache(pc)
+        self._scan(self.arch.uc, start & ~1, size)
+
     def _on_new_block(self, uc, cur_tb, _prev_tb, _ud) -> None:
-        pc, size = cur_tb.pc, cur_tb.size
+        self._scan(uc, cur_tb.pc, cur_tb.size)
+
+    def _scan(self, uc, pc: int, size: int) -> None:
         if not size:
             return
         thumb = bool(uc.reg_read(UC_ARM_REG_CPSR) & (1 << 5))
