@@ -43,13 +43,35 @@ def start_background(args: list[str], wait_s: float = 20.0) -> int:
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
     deadline = time.monotonic() + wait_s
+    pid_file = run_dir() / "board.pid"
     while time.monotonic() < deadline:
-        if board_running():
+        # Ready means serving and its pid recorded (the board writes board.pid last).
+        if board_running() and _pid_in(pid_file) == proc.pid:
             return proc.pid
         if proc.poll() is not None:
-            raise RuntimeError(f"the board exited during start (see {board_log_path()})")
+            raise RuntimeError(_start_failure(board_log_path()))
         time.sleep(0.05)
     raise RuntimeError(f"the board did not come up in {wait_s:.0f} s (see {board_log_path()})")
+
+
+def _pid_in(path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _start_failure(log) -> str:
+    """Why a board exited during its start: the last line it logged (a board that fails to
+    start says why in one line), or where to look."""
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    last = lines[-1].strip() if lines else ""
+    if last.startswith("xenpy: "):
+        return last[len("xenpy: "):]
+    return f"the board exited during start (see {log})"
 
 
 def _board_config(ns: argparse.Namespace):
@@ -108,7 +130,13 @@ def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
         board = Board(_board_config(ns), echo=echo)
     signal.signal(signal.SIGTERM, lambda *_: board.request_stop())
     signal.signal(signal.SIGINT, lambda *_: board.request_stop())
-    board.start()
+    from xenpy.board.board import BoardError
+    try:
+        board.start()
+    except BoardError as e:
+        print(f"xenpy: {e}", file=sys.stderr, flush=True)
+        board.stop()
+        return 1
     board.wait()
     board.stop()
     return 0

@@ -22,6 +22,10 @@ from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
 from xenpy.rundir import board_log_path, privcmd_path, run_dir, xenstored_path
 
 
+class BoardError(Exception):
+    """The board cannot start; one line for the user."""
+
+
 class Board:
     def __init__(self, config: HypervisorConfig | None = None, *,
                  echo: Callable[[str], None] | None = None) -> None:
@@ -46,7 +50,11 @@ class Board:
         self._start_xenstored()
         self.privcmd.serve(privcmd_path())
         self._start_dom0_services()
-        (self.rundir / "board.pid").write_text(f"{os.getpid()}\n")
+        pid_file = self.rundir / "board.pid"
+        try:
+            pid_file.write_text(f"{os.getpid()}\n")
+        except OSError as e:
+            raise BoardError(f"cannot write {pid_file}: {e.strerror}") from None
         self.hv.log("board ready: privcmd at " + str(privcmd_path()))
 
     def _start_xenstored(self) -> None:

@@ -81,12 +81,21 @@ class XenConsoled:
             self._attach(domid, ref, remote)
 
     def _attach(self, domid: int, _ring_ref: int, remote_port: int) -> None:
+        m = None
         try:
             m = self.gntdev.map_grant_ref(domid, GNTTAB_RESERVED_CONSOLE)
             page = mmap.mmap(m.fd, PAGE_SIZE, offset=m.offset)
             port = self.evtchn.bind_interdomain(domid, remote_port)
         except OSError as e:
-            self.hv.log(f"xenconsoled: cannot attach to domain {domid}: {e}")
+            # Typically the domain died between the scan and here. Undo the map: a grant
+            # mapping left behind pins the dead domain's tables and RAM for the board's life.
+            if m is not None:
+                try:
+                    self.gntdev.unmap(m.index)
+                except OSError:
+                    pass
+            if domid in self.hv.domains:
+                self.hv.log(f"xenconsoled: cannot attach to domain {domid}: {e}")
             return
         self.consoles[port] = _Console(domid, page, port, m)
         self._drain(self.consoles[port])          # output written before we attached

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 import getpass
 import platform
 import sys
@@ -262,6 +263,11 @@ class Hypervisor:
         d.release()
         self.log(f"Domain {d.domid} destroyed")
         self.domain_exception(d)
+        del d
+        # A domain's objects form reference cycles (vCPU <-> Unicorn hooks, closures, tables),
+        # and a Unicorn instance is small to Python's collector but megabytes of translated code
+        # and memfd descriptors to the host: collect now rather than at the collector's leisure.
+        gc.collect()
         return 0
 
     def domain_exception(self, d: Domain) -> None:
