@@ -42,9 +42,10 @@ def connect(start: bool = True) -> tuple[Xc, object]:
     from toolstack.xs import XsClient
     try:
         xc = Xc()
-    except BoardNotRunning:
-        if not start:
-            raise XlError("xl: no board is running (start one with 'xenpy boot')") from None
+    except BoardNotRunning as e:
+        if not start or e.died:     # a board that died is reported, not replaced
+            raise XlError(f"xl: {e}" if e.died else
+                          "xl: no board is running (start one with 'xenpy boot')") from None
         from xenpy.cli import start_background
         err("xl: no board is running; starting one (xenpy boot)")
         try:

@@ -33,6 +33,7 @@ class Board:
         self.rundir.mkdir(parents=True, exist_ok=True)
         self._logf = open(board_log_path(), "a", buffering=1)
         self._echo = echo
+        self._log_lost = False
         self.hv = Hypervisor(config, sink=self._log)
         self.privcmd = Privcmd(self.hv, on_host_shutdown=lambda _reason: self.request_stop())
         self.xenstored = None
@@ -41,7 +42,17 @@ class Board:
         self.monitor = None
 
     def _log(self, line: str) -> None:
-        self._logf.write(line + "\n")
+        # Any thread logs (pCPUs, privcmd, dom0 services): a full disk under the run directory
+        # must cost the board its log file, not the thread. `xl dmesg` keeps the line.
+        try:
+            self._logf.write(line + "\n")
+        except (OSError, ValueError):
+            if not self._log_lost:
+                self._log_lost = True
+                self.hv.dmesg.append(f"(XEN) board.log: cannot write to {board_log_path()}; "
+                                     f"lines are kept only in the console ring")
+        else:
+            self._log_lost = False
         if self._echo:
             self._echo(line)
 
@@ -63,7 +74,12 @@ class Board:
         self.store_gntdev = GntdevDevice(self.hv)          # and its /dev/xen/gntdev
         self._store_maps: dict[int, object] = {}
         self._store_rings: dict[int, tuple[int, object]] = {}   # local port -> (domid, ring)
-        self.xenstored = XenStored(self.rundir / "xenstored" / "state.json",
+        state = self.rundir / "xenstored" / "state.json"
+        # The store is this boot's: xencommons starts xenstored empty. What a previous boot
+        # left (a board killed with -9 saves nothing on the way out) is not loaded.
+        for p in (state, state.with_name(state.name + ".journal")):
+            p.unlink(missing_ok=True)
+        self.xenstored = XenStored(state,
                                    on_introduce=self._introduce, log=self.hv.log)
         self.xenstored.serve_socket(xenstored_path())
         threading.Thread(target=self._store_pump, daemon=True, name="xenstored-evtchn").start()
