@@ -14,6 +14,7 @@ from typing import Callable
 
 from xenpy.board.evtchn_dev import EvtchnDevice
 from xenpy.board.gntdev import GntdevDevice
+from xenpy.board.service import Guard
 from xenpy.public.grant_table import GNTTAB_RESERVED_XENSTORE
 from xenpy.public.xen import PAGE_SIZE
 from xenpy.board.privcmd import Privcmd
@@ -70,6 +71,7 @@ class Board:
 
     def _start_xenstored(self) -> None:
         from xenpy.xenstore import XenStored
+        self._store_guard = Guard("xenstored-evtchn", self.hv.log)
         self.store_evtchn = EvtchnDevice(self.hv)          # xenstored's /dev/xen/evtchn
         self.store_gntdev = GntdevDevice(self.hv)          # and its /dev/xen/gntdev
         self._store_maps: dict[int, object] = {}
@@ -110,8 +112,11 @@ class Board:
             if port is None:
                 continue
             entry = self._store_rings.get(port)
-            if entry is not None:
-                entry[1].kick()
+            try:
+                if entry is not None:
+                    entry[1].kick()
+            except Exception as e:  # noqa: BLE001 - one bad ring must not stop the others
+                self._store_guard.report(e, f"waking the store ring of domain {entry[0]}")
             try:
                 self.store_evtchn.unmask(port)
             except OSError:
