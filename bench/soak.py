@@ -7,6 +7,8 @@ prints, brings up its second vCPU and powers off (on_poweroff=preserve keeps it)
 
     python bench/soak.py [-n 10000] [--json bench/results/soak.json]
 
+^C stops it early and records the cycles done ("complete": false).
+
 "start" is the board after its first cycle (libxl loaded in the domain watcher, Unicorn's
 first instance made); "warm" after 100 (the board's bounded logs filled); growth is end over
 those. Figures are this machine's.
@@ -26,12 +28,32 @@ from benchlib import machine, own_board, write_result  # noqa: E402
 from tests.soak import Cycler, usage  # noqa: E402
 
 
+def summary(args, fresh, samples: list[dict], seconds: float, done: bool) -> dict:
+    start = samples[0]
+    warm = next((s for s in samples if s["cycles"] == 100), start)
+    end = samples[-1]
+    return {
+        **machine(),
+        "cycles": end["cycles"],
+        "cycles_asked": args.n,
+        "complete": done,
+        "guest": "hello (16 MB, 2 vCPUs), created, run to power-off, destroyed",
+        "cycles_per_s": round(end["cycles"] / seconds, 1),
+        "fresh_board": {"rss_kb": fresh.rss_kb, "fds": fresh.fds, "threads": fresh.threads},
+        "start": start, "warm": warm, "end": end,
+        "rss_growth_over_start": round(end["rss_kb"] / start["rss_kb"] - 1, 3),
+        "rss_growth_over_warm": round(end["rss_kb"] / warm["rss_kb"] - 1, 3),
+        "samples": samples,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=10_000)
     ap.add_argument("--json", type=Path, default=ROOT / "bench/results/soak.json")
     args = ap.parse_args()
     samples: list[dict] = []
+    done = False
     with own_board("--pcpus", "2") as pid:
         fresh = usage(pid)
         cycler = Cycler()
@@ -48,26 +70,18 @@ def main() -> int:
 
         try:
             cycler.run(args.n, sample)
+            done = True
+        except KeyboardInterrupt:           # a long soak stopped early keeps what it measured
+            print("interrupted: recording the cycles done so far", flush=True)
         finally:
             cycler.close()
         seconds = time.perf_counter() - t0
-    start = samples[0]
-    warm = next((s for s in samples if s["cycles"] == 100), start)
-    end = samples[-1]
-    result = {
-        **machine(),
-        "cycles": args.n,
-        "guest": "hello (16 MB, 2 vCPUs), created, run to power-off, destroyed",
-        "cycles_per_s": round(args.n / seconds, 1),
-        "fresh_board": {"rss_kb": fresh.rss_kb, "fds": fresh.fds, "threads": fresh.threads},
-        "start": start, "warm": warm, "end": end,
-        "rss_growth_over_start": round(end["rss_kb"] / start["rss_kb"] - 1, 3),
-        "rss_growth_over_warm": round(end["rss_kb"] / warm["rss_kb"] - 1, 3),
-        "samples": samples,
-    }
+    if not samples:
+        return 1
+    result = summary(args, fresh, samples, seconds, done)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     write_result(args.json, result)
-    return 0
+    return 0 if done else 130
 
 
 if __name__ == "__main__":
