@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,7 @@ def main() -> int:
     args = ap.parse_args()
     samples: list[dict] = []
     done = False
+    failure = None
     with own_board("--pcpus", "2") as pid:
         fresh = usage(pid)
         cycler = Cycler()
@@ -73,12 +75,19 @@ def main() -> int:
             done = True
         except KeyboardInterrupt:           # a long soak stopped early keeps what it measured
             print("interrupted: recording the cycles done so far", flush=True)
+        except Exception as e:  # noqa: BLE001 - the board went away: say how, keep the figures
+            log = Path(os.environ["XENPY_RUNDIR"]) / "board.log"
+            tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
+            failure = f"{type(e).__name__}: {e}"
+            print(f"soak stopped: {failure}\n" + "\n".join(tail), flush=True)
         finally:
             cycler.close()
         seconds = time.perf_counter() - t0
     if not samples:
         return 1
     result = summary(args, fresh, samples, seconds, done)
+    if failure:
+        result["failure"] = failure
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     write_result(args.json, result)
     return 0 if done else 130
