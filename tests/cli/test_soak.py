@@ -9,7 +9,7 @@ import pytest
 from tests.daemon import booted, env_for
 from tests.soak import Cycler, board_pid, usage
 
-WARMUP, CYCLES = 30, 200
+WARMUP, CYCLES = 20, 200
 
 
 @pytest.fixture(scope="module")
