@@ -3,6 +3,7 @@ where, and goes on serving: here xenconsoled, fed a failure in the middle of mov
 console bytes, still serves the next guest's console."""
 from __future__ import annotations
 
+import re
 import struct
 import time
 
@@ -59,8 +60,11 @@ def test_xenconsoled_outlives_a_failure_and_says_where_once(tmp_path, monkeypatc
         assert b"pv console" in bytes(board.hv.domains[second].console.data)
         raised = [ln for ln in lines if "xenconsoled:" in ln and "raised" in ln]
         assert len(raised) == 1, raised
-        assert "xenconsoled: moving console bytes raised RuntimeError: a bug in the backend (at " \
-               "test_dom0_service_faults.py:" in raised[0]
+        # Attaching drains what was written before; then notifications drain: either may be
+        # the turn that failed, and the same failure is logged once wherever it comes from.
+        assert re.search(r"xenconsoled: (attaching consoles|moving console bytes) raised "
+                         r"RuntimeError: a bug in the backend \(at test_dom0_service_faults\.py:"
+                         r"\d+ in drain\)", raised[0]), raised[0]
         assert raised[0].endswith("the service carries on (logged once)")
     finally:
         lx.xs.close()
