@@ -1,7 +1,8 @@
 """The dom0 side of the gntcmd guest's command protocol, and its round-trip time.
 
-Against a running board (XENPY_RUNDIR; started if none): the script creates the guest from
-examples/gntcmd/gntcmd.cfg with quiet=1 (no console line per command), or uses --domain. Dom0 reads the guest's port from XenStore, binds it, maps grant 2 with gntdev, and times N
+On a board of its own (a temporary run directory, shut down at the end) the script creates the
+guest from examples/gntcmd/gntcmd.cfg with quiet=1 (no console line per command); with --domain
+it uses that guest on the board of XENPY_RUNDIR instead. Dom0 reads the guest's port from XenStore, binds it, maps grant 2 with gntdev, and times N
 commands (write the command into the page, notify, wait for the notification back, read the
 answer), as the ERIKA port's dom0 tool does. Then it stops the guest.
 
@@ -24,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchlib import machine, write_result  # noqa: E402
+from benchlib import machine, own_board, write_result  # noqa: E402
 from toolstack.xc import SocketTransport  # noqa: E402
 from toolstack.xenevtchn import Xenevtchn  # noqa: E402
 from toolstack.xengnttab import Xengnttab  # noqa: E402
@@ -153,21 +154,26 @@ def measure(domid: int, n: int) -> dict:
     }
 
 
+def _run(name: str, n: int) -> dict:
+    domid = domid_of(name)
+    wait_port(domid)
+    return {"domid": domid, **measure(domid, n)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--domain", help="an existing gntcmd guest (default: create one)")
     ap.add_argument("-n", type=int, default=500)
     ap.add_argument("--json", type=Path, default=ROOT / "bench/results/gntcmd.json")
     args = ap.parse_args()
-    name = args.domain
-    if name is None:
-        name = "gntcmd-bench"
-        subprocess.run([sys.executable, "-m", "toolstack.xl", "create",
-                        str(ROOT / "examples/gntcmd/gntcmd.cfg"), f'name="{name}"',
-                        'extra="quiet=1"'], cwd=ROOT, check=True)
-    domid = domid_of(name)
-    wait_port(domid)
-    result = {**machine(), "domid": domid, **measure(domid, args.n)}
+    if args.domain is not None:          # the user's guest, on the user's board
+        result = {**machine(), **_run(args.domain, args.n)}
+    else:
+        with own_board():
+            subprocess.run([sys.executable, "-m", "toolstack.xl", "create",
+                            str(ROOT / "examples/gntcmd/gntcmd.cfg"), 'name="gntcmd-bench"',
+                            'extra="quiet=1"'], cwd=ROOT, check=True)
+            result = {**machine(), **_run("gntcmd-bench", args.n)}
     print(json.dumps(result, indent=2))
     write_result(args.json, result)
     return 0

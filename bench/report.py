@@ -81,8 +81,28 @@ def tables() -> str:
               [(name, f"{xs['socket'][key]:.0f}", f"{xs['ring'][key]:.0f}")
                for name, key in (("read", "read"), ("write", "write"), ("directory", "directory"),
                                  ("transaction (start, read, write, commit)", "transaction"))]),
+        robustness(load("soak"), load("hostile")),
     ]
     return "\n\n".join(out)
+
+
+def robustness(so: dict, ho: dict) -> str:
+    st, wm, en = so["start"], so["warm"], so["end"]
+    return table(("survival (`python bench/soak.py`, `python bench/hostile.py`)", "value"), [
+        (f"create, run, destroy the hello guest {so['cycles']} times: board RSS / fds / threads",
+         f"{st['rss_kb'] / 1024:.1f} MB / {st['fds']} / {st['threads']} after the first, "
+         f"{wm['rss_kb'] / 1024:.1f} MB after {wm['cycles']}, {en['rss_kb'] / 1024:.1f} MB / "
+         f"{en['fds']} / {en['threads']} at the end ({so['rss_growth_over_start'] * 100:+.0f}% "
+         f"RSS), {so['cycles_per_s']:.1f} cycles/s"),
+        ("random hypercalls (wild pointers included) from hostile domains on pCPU 0",
+         f"{ho['hypercalls']:,} in {ho['seconds']:.0f} s ({ho['hypercalls_per_s']:,}/s) by "
+         f"{ho['hostile_domains']} domains, board errors: {len(ho['board_errors'])}"),
+        (f"beside them, ERIKA's {ho['rtos_period_ms']} ms heartbeat on pCPU 1 "
+         f"({ho['rtos_beats']} beats): lateness avg / worst",
+         f"{ho['rtos_late_avg_us'] / 1000:.1f} / {ho['rtos_late_max_us'] / 1000:.0f} ms; "
+         f"{ho['rtos_expiries']} alarm expiries for its {ho['rtos_beats']} beats, the RTOS "
+         f"ran on"),
+    ])
 
 
 def main() -> int:

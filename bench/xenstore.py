@@ -10,7 +10,9 @@ transaction = start + read + write + commit (four requests, counted as one trans
 
     python bench/xenstore.py [-n 300] [--json bench/results/xenstore.json]
 
-Uses the board of XENPY_RUNDIR (xl starts one if none runs). Figures are this machine's.
+Boots a board of its own in a temporary run directory and shuts it down at the end (the
+guest runs with `xl create -c`, which would otherwise start one and leave it). Figures are this
+machine's.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchlib import machine, write_result  # noqa: E402
+from benchlib import machine, own_board, write_result  # noqa: E402
 from toolstack.xs import XsClient  # noqa: E402
 
 NODE = "/local/domain/0/data/bench"
@@ -87,8 +89,9 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--json", type=Path, default=ROOT / "bench/results/xenstore.json")
     args = ap.parse_args()
-    ring = ring_rates(args.n)           # first: it starts a board if none runs
-    sock = socket_rates(args.n)
+    with own_board():
+        ring = ring_rates(args.n)
+        sock = socket_rates(args.n)
     result = {
         **machine(),
         "n": args.n,

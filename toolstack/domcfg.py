@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from xenpy.public.io.xs_wire import XENSTORE_PAYLOAD_MAX
+
 from .xlcfg import Cfg, CfgParseError, CfgValueError, Value, parse_cfg
 
 DEFAULT_MEMORY_MB = 32          # libxl__domain_build_info_setdefault: max_memkb = 32 MiB
@@ -24,6 +26,10 @@ XEN_NR_CPUS = 128               # Xen's default NR_CPUS on Arm: the CPU set "all
 MAX_PCPU_ID = 4095              # the largest NR_CPUS Xen can be built with, minus one
 INT_MAX = (1 << 31) - 1
 UINT32_MAX = (1 << 32) - 1
+GIC_FIRST_SPI, GIC_LAST_SPI = 32, 1019   # IDs 0-31 are per-CPU (SGI, PPI), 1020+ special
+# The name is written as /vm/<uuid>/name (and /local/domain/<domid>/name): path, NUL and value
+# in one XenStore request.
+NAME_MAX = XENSTORE_PAYLOAD_MAX - len("/vm/00000000-0000-0000-0000-000000000000/name") - 1
 PARSE_FAILED = "Failed to parse config: Invalid argument"  # what xl prints after parse errors
 
 # xl spelling -> libxl_action_on_shutdown value (libxl_types.idl).
@@ -375,6 +381,10 @@ def domain_config_from_cfg(cfg: Cfg, nr_cpus: int | None = None
     if not name:
         src = cfg.filename if name is None else r.where("name")
         raise ConfigError(f"{src}: Domain name must be specified.")
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise r.error("name", f"the name is {len(name.encode('utf-8', 'surrogateescape'))} "
+                              f"bytes long; at most {NAME_MAX} fit in XenStore "
+                              f"(/vm/<uuid>/name within a {XENSTORE_PAYLOAD_MAX}-byte request)")
 
     uuid = r.string("uuid")
     if uuid is not None:
@@ -386,7 +396,10 @@ def domain_config_from_cfg(cfg: Cfg, nr_cpus: int | None = None
     maxmem = r.long("maxmem", 1, INT_MAX)
 
     vcpus = r.long("vcpus", -(1 << 63), (1 << 63) - 1)
-    vcpus = 1 if vcpus is None or vcpus < 1 else vcpus
+    if vcpus is not None and vcpus < 1:
+        # xl quietly starts such a domain with one vCPU; a typo should not pass unnoticed.
+        raise r.error("vcpus", f"vcpus = {vcpus}: a domain needs at least one vCPU")
+    vcpus = 1 if vcpus is None else vcpus
     maxvcpus = r.long("maxvcpus", -(1 << 63), (1 << 63) - 1)
     vuart = r.string("vuart")
     if vuart is not None:
@@ -442,6 +455,10 @@ def domain_config_from_cfg(cfg: Cfg, nr_cpus: int | None = None
             raise r.error("irqs", f"xl: Invalid argument parsing irq: {item}")
         if over or value >= UINT32_MAX:
             raise r.error("irqs", f"xl: irq {value:x} too big")
+        if not GIC_FIRST_SPI <= value <= GIC_LAST_SPI:
+            raise r.error("irqs", f"irq {value} is out of range: a domain can be given only "
+                                  f"shared peripheral interrupts, {GIC_FIRST_SPI}-{GIC_LAST_SPI} "
+                                  f"on an Arm GIC")
         irqs.append(value)
 
     iomem = []
@@ -513,6 +530,13 @@ def load_domain_config(path: str, extra: Sequence[str] = (), *, nr_cpus: int | N
     try:
         cfg = parse_cfg(text, path, extra)
     except CfgParseError as e:
+        cr = text.find("\r")
+        if cr >= 0:     # DOS line endings: xl's lexer stops at each \r; say so once
+            line = text.count("\n", 0, cr) + 1
+            col = cr - (text.rfind("\n", 0, cr) + 1) + 1
+            raise ConfigError(f"{path}:{line}:{col}: carriage return (\\r) in the file: it has "
+                              f"DOS/Windows (CRLF) line endings, and xl reads only LF "
+                              f"(convert it, e.g. with dos2unix)") from None
         raise ConfigError(e.messages[0], e.messages) from None
     return domain_config_from_cfg(cfg, nr_cpus)
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from toolstack.domcfg import DomainConfig
 from toolstack.libxl_arm import make_guest_dtb
-from toolstack.xc import Xc, XcError
+from toolstack.xc import SocketTransport, Xc, XcError
+from toolstack.xs import XsError
 from xenpy.loader.kernel import LoaderError, load_kernel, place_domu
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT, callback_irq_ppi
@@ -128,10 +129,33 @@ class Libxl:
             self._build(domid, cfg, image, mem_bytes, handle, list(extra), config_json)
             if not paused:
                 self.xc.domain_unpause(domid)
-        except (CreateError, LoaderError, XcError) as e:
-            self.destroy(domid)
-            raise CreateError(str(e)) from None
+        except BaseException as e:
+            # Whatever raised (xenstored refusing a write, a lost connection, ^C, a bug), the
+            # half-built domain goes, as libxl's domcreate_complete destroys it on failure.
+            self._destroy_half_built(domid, fresh=not isinstance(e, Exception))
+            if isinstance(e, XsError):
+                raise CreateError(f"cannot create domain {cfg.name}: xenstored: {e}") from None
+            if isinstance(e, (CreateError, LoaderError, XcError, OSError)):
+                raise CreateError(str(e)) from None
+            raise
         return domid
+
+    def _destroy_half_built(self, domid: int, fresh: bool = False) -> None:
+        """`fresh`: the build was interrupted (^C) maybe between a request and its reply, so
+        the privcmd connection may be out of step: destroy over a new one."""
+        lx = self
+        if fresh and isinstance(getattr(self.xc, "t", None), SocketTransport):
+            try:
+                lx = Libxl(Xc(SocketTransport(self.xc.t.path)), self.xs)
+            except Exception:  # noqa: BLE001 - no board to talk to: nothing to clean
+                return
+        try:
+            lx.destroy(domid)
+        except Exception:  # noqa: BLE001 - keep the first failure; try the hypercall alone
+            try:
+                lx.xc.domain_destroy(domid)
+            except Exception:  # noqa: BLE001
+                pass
 
     def _build(self, domid: int, cfg: DomainConfig, image: Any, mem_bytes: int,
                handle: uuidlib.UUID, extra: list[str],

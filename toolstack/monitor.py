@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import traceback
 from typing import Any, Callable
 
 from toolstack.libxl import Libxl, userdata_path
@@ -42,7 +43,10 @@ class DomainMonitor:
                 lx = lx or self._make()
                 self._handle(lx, domid)
             except Exception as e:  # noqa: BLE001 - the watcher must outlive a bad event
-                self._log(f"xl: domain watcher: {e!r}")
+                tb = traceback.extract_tb(e.__traceback__)
+                where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+                self._log(f"xl: domain watcher: handling domain {domid} raised {e!r}{where}; "
+                          f"it watches on")
                 lx = None
 
     def _handle(self, lx: Libxl, domid: int) -> None:

@@ -17,7 +17,7 @@ from xenpy.public import sysctl as S
 from xenpy.public.errno import NAMES as ERRNO_NAMES
 from xenpy.public.memory import XENMEM_populate_physmap
 from xenpy.public.privcmd import recv_msg, send_msg
-from xenpy.rundir import privcmd_path
+from xenpy.rundir import board_died_message, privcmd_path
 
 
 DPCI_ADD_MAPPING, DPCI_REMOVE_MAPPING = 1, 0     # domctl.h: xen_domctl_memory_mapping.add_mapping
@@ -32,7 +32,9 @@ class XcError(Exception):
 
 
 class BoardNotRunning(Exception):
-    pass
+    def __init__(self, message: str, died: bool = False) -> None:
+        super().__init__(message)
+        self.died = died        # it was running and died (kill -9, a crash), not shut down
 
 
 class Transport(Protocol):
@@ -48,13 +50,20 @@ class SocketTransport:
             self.sock.connect(str(self.path))
         except OSError as e:
             self.sock.close()
-            raise BoardNotRunning(f"no board at {self.path} ({e.strerror})") from None
+            died = board_died_message()
+            raise BoardNotRunning(died or f"no board at {self.path} ({e.strerror})",
+                                  died=died is not None) from None
 
     def call(self, req: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
         self._send(self.sock, req)
-        reply, fd = self._recv(self.sock)
+        try:
+            reply, fd = self._recv(self.sock)
+        except OSError:
+            reply, fd = None, None
         if reply is None:
-            raise BoardNotRunning("the board closed the privcmd connection")
+            died = board_died_message()
+            raise BoardNotRunning(died or "the board closed the privcmd connection",
+                                  died=died is not None)
         return reply, fd
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from xenpy.public.io.xs_wire import (
     XSD_SOCKMSG_SIZE,
     XsType,
 )
-from xenpy.rundir import xenstored_path
+from xenpy.rundir import board_died_message, xenstored_path
 
 T = TypeVar("T")
 XBT_NULL = 0
@@ -45,8 +45,9 @@ class XsConnectError(XsError):
 
     def __init__(self, path: Path, reason: OSError) -> None:
         self.path = path
-        super().__init__("EIO", f"could not connect to xenstored at {path}: is the board running? "
-                                "(start it with 'xenpy boot')")
+        died = board_died_message()
+        super().__init__("EIO", died or f"could not connect to xenstored at {path}: is the "
+                                        "board running? (start it with 'xenpy boot')")
         self.reason = reason
 
 

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import time
 
-from xenpy.rundir import board_log_path, privcmd_path, run_dir
+from xenpy.rundir import (board_died_message, board_log_path, dead_board, privcmd_path, run_dir,
+                          xenstored_path)
 
 # The scheduler's time slice: Xen's credit scheduler default (sched_credit_tslice_ms=10) and,
 # as the smallest, the floor Xen puts on its rate limit (XEN_SYSCTL_SCHED_RATELIMIT_MIN).
@@ -45,17 +46,42 @@ def start_background(args: list[str], wait_s: float = 20.0) -> int:
     """Start a board as a detached process and wait until its privcmd socket answers."""
     run_dir().mkdir(parents=True, exist_ok=True)
     with open(board_log_path(), "ab") as log:
+        log_start = log.tell()
         proc = subprocess.Popen([sys.executable, "-m", "xenpy", "boot", "--foreground", *args],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
     deadline = time.monotonic() + wait_s
+    pid_file = run_dir() / "board.pid"
     while time.monotonic() < deadline:
-        if board_running():
+        # Ready means serving and its pid recorded (the board writes board.pid last).
+        if board_running() and _pid_in(pid_file) == proc.pid:
             return proc.pid
         if proc.poll() is not None:
-            raise RuntimeError(f"the board exited during start (see {board_log_path()})")
+            raise RuntimeError(_start_failure(board_log_path(), log_start))
         time.sleep(0.05)
     raise RuntimeError(f"the board did not come up in {wait_s:.0f} s (see {board_log_path()})")
+
+
+def _pid_in(path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _start_failure(log, start: int) -> str:
+    """Why a board exited during its start: the line it said it with (a board that fails to
+    start says why in one line) in what it logged from `start`, or where to look."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(start)
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    said = [ln.strip() for ln in lines if ln.startswith("xenpy: ")]
+    if said:
+        return said[-1][len("xenpy: "):]
+    return f"the board exited during start (see {log})"
 
 
 def _board_config(ns: argparse.Namespace):
@@ -73,10 +99,37 @@ def _power_on_sd(ns: argparse.Namespace):
     return board, board.power_on(ns.sd, ns.script, layout=ns.layout)
 
 
+def clean_after_dead_board() -> None:
+    """A board killed with -9 (or crashed) leaves its sockets, pid file, store and saved
+    domain configs behind. None of it belongs to the next boot: the store is one boot's, as
+    xencommons starts xenstored empty (its persistence covers xenstored restarts within a boot),
+    and the domains it knew are gone."""
+    pid = dead_board()
+    stale = [privcmd_path(), xenstored_path(), run_dir() / "board.pid"]
+    if pid is None and not any(p.exists() for p in stale[:2]):
+        return
+    if pid is not None:
+        print(f"xenpy: the previous board (pid {pid}) died; cleaning up after it",
+              file=sys.stderr)
+    for p in stale:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+    store = run_dir() / "xenstored"
+    for p in list(store.glob("state.json*")) if store.is_dir() else []:
+        p.unlink(missing_ok=True)
+    userdata = run_dir() / "userdata"
+    for p in list(userdata.glob("*.libxl-json")) if userdata.is_dir() else []:
+        p.unlink(missing_ok=True)
+
+
 def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
     if board_running():
         print(f"xenpy: a board is already running at {run_dir()}", file=sys.stderr)
         return 1
+    if not ns.foreground:
+        clean_after_dead_board()
     sd_board = None
     if ns.sd is not None:
         from xenpy.board.uboot import FirmwareError
@@ -123,7 +176,13 @@ def cmd_boot(ns: argparse.Namespace, passthrough: list[str]) -> int:
         board = Board(_board_config(ns), echo=echo)
     signal.signal(signal.SIGTERM, lambda *_: board.request_stop())
     signal.signal(signal.SIGINT, lambda *_: board.request_stop())
-    board.start()
+    from xenpy.board.board import BoardError
+    try:
+        board.start()
+    except BoardError as e:
+        print(f"xenpy: {e}", file=sys.stderr, flush=True)
+        board.stop()
+        return 1
     board.wait()
     board.stop()
     return 0
@@ -133,8 +192,9 @@ def cmd_shutdown(_ns: argparse.Namespace) -> int:
     from toolstack.xc import BoardNotRunning, Xc
     try:
         xc = Xc()
-    except BoardNotRunning:
-        print(f"xenpy: no board running at {run_dir()}", file=sys.stderr)
+    except BoardNotRunning as e:
+        print(f"xenpy: {e}" if e.died else f"xenpy: no board running at {run_dir()}",
+              file=sys.stderr)
         return 1
     pid_file = run_dir() / "board.pid"
     pid = int(pid_file.read_text()) if pid_file.exists() else None
@@ -204,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     if ns.cmd == "shutdown":
         return cmd_shutdown(ns)
     running = board_running()
-    print(f"board {'running' if running else 'not running'} at {run_dir()}")
+    died = None if running else board_died_message()
+    print(f"board {'running' if running else 'not running'} at {run_dir()}"
+          + (f": {died}" if died else ""))
     return 0 if running else 1
 
 

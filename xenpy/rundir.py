@@ -29,3 +29,37 @@ def xenstored_path() -> Path:
 
 def board_log_path() -> Path:
     return run_dir() / "board.log"
+
+
+def board_pid_path() -> Path:
+    return run_dir() / "board.pid"
+
+
+def dead_board() -> int | None:
+    """The pid of a board that died without shutting down (its board.pid is left behind and
+    no such process exists), or None."""
+    try:
+        pid = int(board_pid_path().read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return pid
+    except PermissionError:     # someone else's process took the number: ours is gone
+        return pid
+    try:                        # killed, but not reaped yet by whoever adopted it
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return pid
+    except (OSError, IndexError):
+        pass
+    return None
+
+
+def board_died_message() -> str | None:
+    """One line for any tool that finds the board dead, or None if it did not die."""
+    pid = dead_board()
+    if pid is None:
+        return None
+    return (f"the board (pid {pid}) died without shutting down; its last words are in "
+            f"{board_log_path()}; 'xenpy boot' starts a new one")

@@ -3,6 +3,7 @@ boot the board from its SD card, then `xl create examples/erika/erika.cfg`."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -72,3 +73,37 @@ def test_without_exit_it_stays_up_idle_until_destroyed(cubieboard):
     assert state in ("r-----", "-b----"), state
     assert xl("destroy", "ERIKA_Enterprise", env=cubieboard).returncode == 0
     assert "ERIKA_Enterprise" not in xl("list", env=cubieboard).stdout
+
+
+def _late_heartbeats(env, extra: str) -> str:
+    """Run the RTOS with a 5 ms deadline on its 10 ms heartbeats and hold it paused for half a
+    second on the way: a heartbeat comes late. Returns its domain id."""
+    xl("destroy", "ERIKA_Enterprise", env=env)          # one RTOS at a time drives the pins
+    assert wait_for(lambda: "ERIKA_Enterprise" not in xl("list", env=env).stdout)
+    assert xl("create", CFG, f'extra="beats=1000 period_ms=10 deadline_us=5000 {extra}"',
+              env=env).returncode == 0
+    domid = rows(xl("list", env=env).stdout)["ERIKA_Enterprise"][0]
+    assert wait_for(lambda: f"(d{domid}) heartbeat 200/1000: off" in dmesg(env), timeout=60)
+    assert xl("pause", "ERIKA_Enterprise", env=env).returncode == 0
+    time.sleep(0.5)
+    assert xl("unpause", "ERIKA_Enterprise", env=env).returncode == 0
+    assert wait_for(lambda: any(line.startswith(f"(d{domid}) Test result: ")
+                                for line in dmesg(env)), timeout=60)
+    return domid
+
+
+def test_late_heartbeats_are_reported_and_the_rtos_runs_on(cubieboard):
+    domid = _late_heartbeats(cubieboard, "")
+    assert wait_for(lambda: f"(d{domid}) ERIKA: running, idle until an event" in
+                    dmesg(cubieboard), timeout=60)
+    result = [ln for ln in dmesg(cubieboard) if ln.startswith(f"(d{domid}) Test result: ")]
+    assert len(result) == 1 and result[0].startswith(f"(d{domid}) Test result: FAILURE ("), result
+    assert rows(xl("list", env=cubieboard).stdout)["ERIKA_Enterprise"][3] in ("r-----", "-b----")
+    assert xl("destroy", "ERIKA_Enterprise", env=cubieboard).returncode == 0
+
+
+def test_with_exit_1_late_heartbeats_end_the_run(cubieboard):
+    domid = _late_heartbeats(cubieboard, "exit=1")
+    assert wait_for(lambda: "ERIKA_Enterprise" not in xl("list", env=cubieboard).stdout)
+    assert any(ln.startswith(f"(d{domid}) Test result: FAILURE (") for ln in dmesg(cubieboard))
+    assert f"(d{domid}) ERIKA: running, idle until an event" not in dmesg(cubieboard)

@@ -201,8 +201,10 @@ def test_type_errors_are_fatal(cfgdir: Path, lines: str, msg: str) -> None:
 
 
 def test_vcpus(cfgdir: Path) -> None:
-    assert load(NAME + "vcpus = 0\n")[0].vcpus == 1
-    assert load(NAME + 'vcpus = "-3"\n')[0].vcpus == 1
+    # xl would quietly give such a domain one vCPU; xenpy says the value is wrong.
+    assert fails(NAME + "vcpus = 0\n") == "vm.cfg:2: vcpus = 0: a domain needs at least one vCPU"
+    assert fails(NAME + 'vcpus = "-3"\n') == "vm.cfg:2: vcpus = -3: a domain needs at least one vCPU"
+    assert load(NAME)[0].vcpus == 1
     dc, _ = load(NAME + "vcpus = 2\nmaxvcpus = 4\n")
     assert (dc.vcpus, dc.maxvcpus, len(dc.cpus)) == (2, 4, 4)
     assert load(NAME + "vcpus = 3\nmaxvcpus = 0\n")[0].maxvcpus == 3
@@ -287,6 +289,10 @@ def test_iomem(cfgdir: Path) -> None:
     ('irqs = ["0x20"]\n', "vm.cfg:2: xl: Invalid argument parsing irq: 0x20"),
     ('irqs = [4294967295]\n', "vm.cfg:2: xl: irq ffffffff too big"),
     ('irqs = [32, [33]]\n', "vm.cfg:2: xl: Unable to get element 1 in irq list"),
+    ('irqs = [100000]\n', "vm.cfg:2: irq 100000 is out of range: a domain can be given only "
+                          "shared peripheral interrupts, 32-1019 on an Arm GIC"),
+    ('irqs = [27]\n', "vm.cfg:2: irq 27 is out of range: a domain can be given only "
+                      "shared peripheral interrupts, 32-1019 on an Arm GIC"),
     ('dtdev = ["/a", ["/b"]]\n', "vm.cfg:2: xl: Unable to get element 1 in dtdev list"),
 ])
 def test_bad_passthrough(cfgdir: Path, lines: str, msg: str) -> None:
@@ -373,3 +379,21 @@ def test_a_relative_kernel_is_found_from_the_working_directory_or_beside_the_cfg
     assert load_domain_config("guest/g.cfg")[0].kernel == str(tmp_path / "k.zImage")
     cfg.write_text('name = "g"\nkernel = "none.zImage"\nmemory = 16\n')
     assert load_domain_config("guest/g.cfg")[0].kernel == str(tmp_path / "none.zImage")
+
+
+# ---- bad input a user makes: one line naming the place
+
+
+def test_a_name_that_cannot_fit_in_xenstore_is_refused(cfgdir: Path) -> None:
+    msg = fails('name = "' + "x" * 100_000 + '"\n')
+    assert msg.startswith("vm.cfg:1: the name is 100000 bytes long; at most 4050 fit in XenStore")
+    assert load('name = "' + "x" * 4050 + '"\n')[0].name == "x" * 4050
+
+
+def test_crlf_line_endings_are_named_with_line_and_column(cfgdir: Path) -> None:
+    Path("vm.cfg").write_bytes(b'name = "vm"\r\nmemory = 16\r\n')
+    with pytest.raises(ConfigError) as exc:
+        load_domain_config("vm.cfg")
+    assert exc.value.messages == [str(exc.value)]          # one line, not one per line
+    assert str(exc.value).startswith("vm.cfg:1:12: carriage return (\\r) in the file: it has "
+                                     "DOS/Windows (CRLF) line endings")

@@ -316,7 +316,9 @@ def test_a_dom0_kernel_that_is_not_one(sd):
     with pytest.raises(FirmwareError) as e:
         boot(sd, BOOT_CMD.read_text())
     assert str(e.value) == (f"boot.cmd:{BOOTZ}: bootz: Xen: dom0 kernel: /chosen/module@0 (0x7e000000): "
-                            "not a zImage / Image / uImage (bad magic 0x00000000)")
+                            "not a zImage / Image / uImage (bad magic 0x00000000): it is an ELF "
+                            "file (a vmlinux?): Xen boots the zImage the kernel build makes "
+                            "beside it")
 
 
 def test_a_load_over_the_device_tree_corrupts_it_as_on_the_board(sd):

@@ -14,12 +14,17 @@ from typing import Callable
 
 from xenpy.board.evtchn_dev import EvtchnDevice
 from xenpy.board.gntdev import GntdevDevice
+from xenpy.board.service import Guard
 from xenpy.public.grant_table import GNTTAB_RESERVED_XENSTORE
 from xenpy.public.xen import PAGE_SIZE
 from xenpy.board.privcmd import Privcmd
 from xenpy.board.xenconsoled import XenConsoled
 from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
 from xenpy.rundir import board_log_path, privcmd_path, run_dir, xenstored_path
+
+
+class BoardError(Exception):
+    """The board cannot start; one line for the user."""
 
 
 class Board:
@@ -29,6 +34,7 @@ class Board:
         self.rundir.mkdir(parents=True, exist_ok=True)
         self._logf = open(board_log_path(), "a", buffering=1)
         self._echo = echo
+        self._log_lost = False
         self.hv = Hypervisor(config, sink=self._log)
         self.privcmd = Privcmd(self.hv, on_host_shutdown=lambda _reason: self.request_stop())
         self.xenstored = None
@@ -37,7 +43,17 @@ class Board:
         self.monitor = None
 
     def _log(self, line: str) -> None:
-        self._logf.write(line + "\n")
+        # Any thread logs (pCPUs, privcmd, dom0 services): a full disk under the run directory
+        # must cost the board its log file, not the thread. `xl dmesg` keeps the line.
+        try:
+            self._logf.write(line + "\n")
+        except (OSError, ValueError):
+            if not self._log_lost:
+                self._log_lost = True
+                self.hv.dmesg.append(f"(XEN) board.log: cannot write to {board_log_path()}; "
+                                     f"lines are kept only in the console ring")
+        else:
+            self._log_lost = False
         if self._echo:
             self._echo(line)
 
@@ -46,16 +62,26 @@ class Board:
         self._start_xenstored()
         self.privcmd.serve(privcmd_path())
         self._start_dom0_services()
-        (self.rundir / "board.pid").write_text(f"{os.getpid()}\n")
+        pid_file = self.rundir / "board.pid"
+        try:
+            pid_file.write_text(f"{os.getpid()}\n")
+        except OSError as e:
+            raise BoardError(f"cannot write {pid_file}: {e.strerror}") from None
         self.hv.log("board ready: privcmd at " + str(privcmd_path()))
 
     def _start_xenstored(self) -> None:
         from xenpy.xenstore import XenStored
+        self._store_guard = Guard("xenstored-evtchn", self.hv.log)
         self.store_evtchn = EvtchnDevice(self.hv, service=True)   # xenstored's /dev/xen/evtchn
         self.store_gntdev = GntdevDevice(self.hv)          # and its /dev/xen/gntdev
         self._store_maps: dict[int, object] = {}
         self._store_rings: dict[int, tuple[int, object]] = {}   # local port -> (domid, ring)
-        self.xenstored = XenStored(self.rundir / "xenstored" / "state.json",
+        state = self.rundir / "xenstored" / "state.json"
+        # The store is this boot's: xencommons starts xenstored empty. What a previous boot
+        # left (a board killed with -9 saves nothing on the way out) is not loaded.
+        for p in (state, state.with_name(state.name + ".journal")):
+            p.unlink(missing_ok=True)
+        self.xenstored = XenStored(state,
                                    on_introduce=self._introduce, log=self.hv.log,
                                    board_lock=self.hv.big_lock)
         self.xenstored.serve_socket(xenstored_path())
@@ -87,8 +113,11 @@ class Board:
             if port is None:
                 continue
             entry = self._store_rings.get(port)
-            if entry is not None:
-                entry[1].kick()
+            try:
+                if entry is not None:
+                    entry[1].kick()
+            except Exception as e:  # noqa: BLE001 - one bad ring must not stop the others
+                self._store_guard.report(e, f"waking the store ring of domain {entry[0]}")
             try:
                 self.store_evtchn.unmask(port)
             except OSError:

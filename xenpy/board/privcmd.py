@@ -14,8 +14,10 @@ Framing on the Unix socket: a 4-byte little-endian length, then JSON. The in-pro
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -31,13 +33,21 @@ from xenpy.public import errno
 from xenpy.public.event_channel import EVTCHNOP_alloc_unbound, VIRQ_CONSOLE
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.memory import XENMEM_populate_physmap
-from xenpy.public.privcmd import recv_msg, send_msg
+from xenpy.public.privcmd import MAX_MSG, send_msg
 from xenpy.public.sched import SCHEDOP_remote_shutdown, SCHEDOP_shutdown
 
 if TYPE_CHECKING:
     from xenpy.common.hypervisor import Hypervisor
 
 Reply = tuple[dict[str, Any], int | None]
+
+_HWDOM_SHUTDOWN = {  # common/shutdown.c's messages, by SHUTDOWN_* reason
+    0: "Hardware Dom0 halted: halting machine",
+    1: "Hardware Dom0 shutdown: rebooting machine",
+    3: "Hardware Dom0 crashed: rebooting machine in 5 seconds.",
+    4: "Hardware Dom0 shutdown: watchdog rebooting machine",
+    5: "Hardware domain 0 did unsupported soft reset, rebooting.",
+}
 
 
 def _waits(req: Any) -> bool:
@@ -51,6 +61,7 @@ class Privcmd:
         self.on_host_shutdown = on_host_shutdown
         self._server: socket.socket | None = None
         self._stop = threading.Event()
+        self._reported: set[tuple[str, str, str]] = set()
 
     # -- the requests ---------------------------------------------------------------------------
 
@@ -67,7 +78,9 @@ class Privcmd:
 
     def _call(self, req: dict[str, Any], session: dict[str, Any] | None) -> Reply:
         hv, dom0 = self.hv, self.hv.domains[0]
-        op = req.get("op")
+        if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+            return {"ret": -errno.EINVAL, "out": {}}, None     # not a request at all
+        op = req["op"]
         session = {} if session is None else session
         try:
             if op == "gntdev":
@@ -117,10 +130,26 @@ class Privcmd:
                         event_channel.send_global_virq(hv, VIRQ_CONSOLE)
                     ret, out = 0, {}
             else:
-                ret, out = -errno.ENOSYS, {}
-        except (KeyError, TypeError, ValueError):
+                ret, out = -errno.EINVAL, {}       # an unknown request, like an unknown ioctl
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+                RecursionError):
+            ret, out = -errno.EINVAL, {}           # a field missing or of the wrong type
+        except Exception as e:  # noqa: BLE001 - a bug in a handler: say so, keep serving
+            self._report_raise(op, e)
             ret, out = -errno.EINVAL, {}
         return {"ret": ret, "out": out}, None
+
+    def _report_raise(self, op: str, e: Exception) -> None:
+        """A handler raised what no request should make it raise: log where, once per place."""
+        import traceback
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno} in {tb[-1].name}" if tb else "?"
+        key = (op, type(e).__name__, where)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        self.hv.log(f"privcmd: request {op!r} raised {type(e).__name__}: {e} (at {where}); "
+                    f"answered EINVAL, the board carries on")
 
     def _evtchn(self, req: dict[str, Any], session: dict[str, Any]) -> dict[str, Any]:
         """/dev/xen/evtchn: a device per connection, so its ports close with the connection."""
@@ -137,7 +166,7 @@ class Privcmd:
             if cmd == "bind_virq":
                 return {"ret": 0, "out": {"port": dev.bind_virq(int(req["virq"]))}}
             if cmd == "pending":
-                port = dev.pending(min(float(req.get("timeout", 0)), 5.0))
+                port = dev.pending(_timeout(req))
                 return {"ret": 0, "out": {"port": port}}
             if cmd in ("notify", "unbind", "unmask"):
                 getattr(dev, cmd)(int(req["port"]))
@@ -199,16 +228,28 @@ class Privcmd:
     def _sched_op(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         cmd, reason = req["cmd"], int(req.get("reason", 0))
         if cmd == SCHEDOP_shutdown:           # dom0 shuts down: the whole machine goes
-            if self.on_host_shutdown:
-                self.on_host_shutdown(reason)
+            self._hwdom_shutdown(reason)
             return 0, {}
         if cmd == SCHEDOP_remote_shutdown:
             d = self.hv.domains.get(int(req["domain_id"]))
             if d is None:
                 return -errno.ESRCH, {}
+            if d.privileged:                  # Xen: the hardware domain takes the machine
+                self._hwdom_shutdown(reason)
+                return 0, {}
+            if not 0 <= reason <= 0xFF:       # Xen keeps the reason in a u8
+                return -errno.EINVAL, {}
             d.shutdown(reason)
             return 0, {}
         return -errno.ENOSYS, {}
+
+    def _hwdom_shutdown(self, reason: int) -> None:
+        """Xen's hwdom_shutdown(): the hardware domain's shutdown halts or reboots the machine,
+        with its reason on the console. Here the board stops either way."""
+        self.hv.log(_HWDOM_SHUTDOWN.get(reason, f"Hardware Dom0 shutdown (unknown reason "
+                                                f"{reason}): rebooting machine in 5 seconds."))
+        if self.on_host_shutdown:
+            self.on_host_shutdown(reason)
 
     def _console_read(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Console output of a domain from `offset`, waiting up to `timeout` s for more. A
@@ -218,7 +259,9 @@ class Privcmd:
         log = d.console if d is not None else self.hv.dead_consoles.get(domid)
         if log is None:
             return -errno.ESRCH, {}
-        offset, timeout = int(req.get("offset", 0)), min(float(req.get("timeout", 0)), 5.0)
+        offset, timeout = int(req.get("offset", 0)), _timeout(req)
+        if offset < 0:
+            raise ValueError("negative offset")
         gone = lambda: d is None or d.is_dying   # noqa: E731
         deadline = time.monotonic() + timeout
         with log.cond:
@@ -259,10 +302,15 @@ class Privcmd:
         with conn:
             try:
                 while True:
-                    req, _fd = recv_msg(conn)
-                    if req is None:
+                    body = _read_frame(conn)
+                    if body is None:
                         return
-                    reply, fd = self.call(req, session)
+                    try:
+                        req = json.loads(body)
+                    except (ValueError, RecursionError):    # not JSON, or nested too deep
+                        reply, fd = {"ret": -errno.EINVAL, "out": {}}, None
+                    else:
+                        reply, fd = self.call(req, session)
                     send_msg(conn, reply, fd)
             except (OSError, ValueError):
                 return   # a broken client loses its connection; the board carries on
@@ -275,3 +323,52 @@ class Privcmd:
         self._stop.set()
         if self._server is not None:
             self._server.close()
+
+
+FRAME_TIMEOUT = 10.0    # seconds a client may take to send the rest of a frame it started
+
+
+def _timeout(req: dict[str, Any]) -> float:
+    """A request's wait in seconds: finite, not negative, at most 5 s (no request may hold a
+    server thread for long)."""
+    t = req.get("timeout", 0)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < float("inf"):
+        raise ValueError(f"bad timeout {t!r}")
+    return min(float(t), 5.0)
+
+
+def _recv(conn: socket.socket, n: int) -> bytes:
+    """Up to n bytes; descriptors passed with them are closed at once: no privcmd request
+    takes one, and a descriptor left open would be a leak the client controls."""
+    data, fds, _flags, _addr = socket.recv_fds(conn, n, 16)
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return data
+
+
+def _read_frame(conn: socket.socket) -> bytes | None:
+    """One request's body; None at end of stream. A frame too large for privcmd is read and
+    answered as an empty (invalid) body, so the stream stays in step."""
+    conn.settimeout(None)                # waiting for the next request: as long as it takes
+    head = _recv(conn, 4)
+    if not head:
+        return None
+    conn.settimeout(FRAME_TIMEOUT)       # a started frame must be finished (else: dropped)
+    while len(head) < 4:
+        more = _recv(conn, 4 - len(head))
+        if not more:
+            return None
+        head += more
+    (n,) = struct.unpack("<I", head)
+    body = bytearray()
+    while n:
+        chunk = _recv(conn, min(n, 1 << 16))
+        if not chunk:
+            return None
+        n -= len(chunk)
+        if len(body) <= MAX_MSG:         # beyond: drained, only to keep the stream in step
+            body += chunk
+    return bytes(body) if len(body) <= MAX_MSG else b""

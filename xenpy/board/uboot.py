@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from xenpy.common.bootfdt import read_fdt_blocks
 from xenpy.loader.fdt import Fdt, FdtError, format_tree, format_value, is_printable_strings
 from xenpy.loader.kernel import UIMAGE_HEADER_LEN, UIMAGE_MAGIC, UImageHeader
 
@@ -359,7 +360,10 @@ class UBoot:
             raise FirmwareError(f"{name}: no such boot script") from None
         except OSError as e:
             raise FirmwareError(f"{name}: cannot read the boot script ({e.strerror})") from None
-        if data[:4] == struct.pack(">I", UIMAGE_MAGIC):
+        # A mkimage script image, or one that was meant to be (a .scr, or binary): U-Boot's
+        # source checks it and refuses it; only a text file is a plain script.
+        if data[:4] == struct.pack(">I", UIMAGE_MAGIC) or Path(path).suffix == ".scr" or \
+                b"\0" in data[:UIMAGE_HEADER_LEN]:
             try:
                 text = script_from_image(data)
             except CommandError as e:
@@ -505,20 +509,38 @@ class UBoot:
         return self._read_fdt(self.fdt_addr)
 
     def _read_fdt(self, addr: int) -> tuple[Fdt, int]:
+        """The tree at addr and its totalsize. Only the blocks the header points to are read:
+        the free space of a tree opened into a big buffer is not the tree's."""
         try:
-            total = Fdt.header_size(self.ram.read(addr, 8))
-            return Fdt.parse(self.ram.read(addr, total)), total
+            if not self.ram.base <= addr < self.ram.base + self.ram.size:
+                self.ram.read(addr, 8)              # the usual outside-RAM message
+            blob, total = read_fdt_blocks(self.ram.read, addr,
+                                          self.ram.base + self.ram.size - addr)
+            return Fdt.parse(blob), total
         except FdtError as e:
             raise CommandError(f"libfdt fdt_check_header(): {e.code or 'FDT_ERR_BADSTRUCTURE'} "
                                f"({e})") from None
 
     def _store(self, fdt: Fdt, total: int, what: str, addr: int | None = None) -> None:
-        try:
-            blob = fdt.to_blob(total)
-        except FdtError as e:
-            raise CommandError(f"libfdt {what}(): {e.code} ({e}; use 'fdt resize' or a "
-                               f"bigger size in 'fdt addr')") from None
-        self.ram.write(self.fdt_addr if addr is None else addr, blob)   # type: ignore[arg-type]
+        """Write the tree as opened into `total` bytes at addr. Like libfdt's fdt_open_into,
+        only the blocks are written: the free space after them is left as it is in RAM."""
+        at = self.fdt_addr if addr is None else addr
+        assert at is not None
+        room = self.ram.base + self.ram.size - at
+        if total > room or total > 0xFFFFFFFF:
+            raise CommandError(f"libfdt {what}(): FDT_ERR_NOSPACE (a {total:#x}-byte tree at "
+                               f"0x{at:08x} does not fit in RAM, which ends {room:#x} bytes "
+                               f"after it)")
+        blob = fdt.to_blob()
+        if len(blob) > total:
+            try:
+                fdt.to_blob(total)              # libfdt's own complaint about the size
+            except FdtError as e:
+                raise CommandError(f"libfdt {what}(): {e.code} ({e}; use 'fdt resize' or a "
+                                   f"bigger size in 'fdt addr')") from None
+        blob = bytearray(blob)
+        struct.pack_into(">I", blob, 4, total)
+        self.ram.write(at, bytes(blob))
 
     def _fdt(self, args: list[str]) -> None:
         if not args:

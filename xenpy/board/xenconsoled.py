@@ -18,12 +18,17 @@ from typing import TYPE_CHECKING, Callable
 from toolstack.xs import XsError
 from xenpy.board.evtchn_dev import EvtchnDevice
 from xenpy.board.gntdev import GntdevDevice
+from xenpy.board.service import Guard
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE
 from xenpy.public.io import console as C
 from xenpy.public.xen import PAGE_SIZE
 
 if TYPE_CHECKING:
     from xenpy.common.hypervisor import Hypervisor
+
+
+class _Closed(Exception):
+    """The backend's event channel device is closed: the board is stopping."""
 
 
 @dataclass
@@ -42,6 +47,7 @@ class XenConsoled:
         self.gntdev = GntdevDevice(hv)
         self.consoles: dict[int, _Console] = {}     # local port -> console
         self._stop = threading.Event()
+        self._guard = Guard("xenconsoled", hv.log)
 
     def start(self) -> None:
         threading.Thread(target=self._watch, daemon=True, name="xenconsoled-watch").start()
@@ -59,7 +65,12 @@ class XenConsoled:
             xs.watch("@releaseDomain", "release")
             while not self._stop.is_set():
                 if xs.read_watch(0.5) is not None:
-                    self._scan(xs)
+                    try:
+                        self._scan(xs)
+                    except XsError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - keep attaching new consoles
+                        self._guard.report(e, "attaching consoles")
         except XsError as e:      # xenstored went away: the board is stopping, or it is lost
             if not self._stop.is_set():
                 self.hv.log(f"xenconsoled: {e}; consoles of new domains are not attached")
@@ -81,12 +92,21 @@ class XenConsoled:
             self._attach(domid, ref, remote)
 
     def _attach(self, domid: int, _ring_ref: int, remote_port: int) -> None:
+        m = None
         try:
             m = self.gntdev.map_grant_ref(domid, GNTTAB_RESERVED_CONSOLE)
             page = mmap.mmap(m.fd, PAGE_SIZE, offset=m.offset)
             port = self.evtchn.bind_interdomain(domid, remote_port)
         except OSError as e:
-            self.hv.log(f"xenconsoled: cannot attach to domain {domid}: {e}")
+            # Typically the domain died between the scan and here. Undo the map: a grant
+            # mapping left behind pins the dead domain's tables and RAM for the board's life.
+            if m is not None:
+                try:
+                    self.gntdev.unmap(m.index)
+                except OSError:
+                    pass
+            if domid in self.hv.domains:
+                self.hv.log(f"xenconsoled: cannot attach to domain {domid}: {e}")
             return
         self.consoles[port] = _Console(domid, page, port, m)
         self._drain(self.consoles[port])          # output written before we attached
@@ -104,19 +124,29 @@ class XenConsoled:
     def _pump(self) -> None:
         while not self._stop.is_set():
             try:
-                port = self.evtchn.pending(0.1)
-            except OSError:
+                self._pump_once()
+            except _Closed:
                 return
-            if port is None:                     # no event: deliver whatever was typed
-                for c in list(self.consoles.values()):
-                    d = self.hv.domains.get(c.domid)
-                    if d is not None and d.console_input:
-                        self._feed(c, d)
-                        self.evtchn.notify(c.port)
-                continue
+            except Exception as e:  # noqa: BLE001 - one bad turn must not end the backend
+                self._guard.report(e, "moving console bytes")
+
+    def _pump_once(self) -> None:
+        try:
+            port = self.evtchn.pending(0.1)
+        except OSError:
+            raise _Closed from None
+        if port is None:                     # no event: deliver whatever was typed
+            for c in list(self.consoles.values()):
+                d = self.hv.domains.get(c.domid)
+                if d is not None and d.console_input:
+                    self._feed(c, d)
+                    self.evtchn.notify(c.port)
+            return
+        try:
             c = self.consoles.get(port)
             if c is not None:
                 self._drain(c)
+        finally:                             # a failed turn must not leave the port masked
             try:
                 self.evtchn.unmask(port)
             except OSError:

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from xenpy.loader.fdt import Fdt, FdtError, Node
+from xenpy.public.arch_arm import GUEST_MAX_VCPUS_GICV2
 from xenpy.loader.kernel import KernelImage, LoaderError, place_dom0, probe_module
 
+MAX_VIRT_CPUS = GUEST_MAX_VCPUS_GICV2   # Xen 4.4's asm-arm/config.h: 8, what a GICv2 addresses
 XENPY_XEN_MAGIC = b"XENPYHV\0"      # at offset 0x30 of the xen image, after the zImage header
 XEN_RECORD_OFFSET = 0x30
 DOM0_MEM_DEFAULT = 128 << 20        # Xen 4.4's default when dom0_mem= is not given
@@ -97,11 +99,41 @@ def _module_kind(node: Node) -> str:
     return "unknown"
 
 
+FDT_HEADER_SIZE = 40                 # a version 17 header
+FDT_MAX_RESERVED = 4096              # reserve map entries read before calling it unterminated
+
+
+def read_fdt_blocks(read_phys: ReadPhys, addr: int, room: int | None = None
+                    ) -> tuple[bytes, int]:
+    """The device tree at addr as (blob, totalsize): the blob holds only what the header's
+    blocks cover, with its totalsize field set to that, so a tree opened into a big buffer
+    costs its contents, not its free space. `room`: bytes readable from addr (a larger
+    totalsize is FDT_ERR_TRUNCATED). Raises FdtError."""
+    total = Fdt.header_size(read_phys(addr, 8))
+    if room is not None and total > room:
+        raise FdtError(f"header says {total:#x} bytes, memory ends {room:#x} bytes after "
+                       f"0x{addr:08x}", "FDT_ERR_TRUNCATED")
+    if total < FDT_HEADER_SIZE:
+        return read_phys(addr, max(total, 8)), total
+    (_m, _t, off_struct, off_strings, off_rsv, _v, _lc, _cpu, size_strings,
+     size_struct) = struct.unpack(">10I", read_phys(addr, FDT_HEADER_SIZE))
+    rsv_end = off_rsv                          # the reserve map ends with an empty entry
+    while rsv_end + 16 <= min(total, off_rsv + 16 * FDT_MAX_RESERVED):
+        rsv_end += 16
+        if not any(read_phys(addr + rsv_end - 16, 16)):
+            break
+    used = min(total, max(off_struct + size_struct, off_strings + size_strings, rsv_end,
+                          FDT_HEADER_SIZE))
+    blob = bytearray(read_phys(addr, used))
+    struct.pack_into(">I", blob, 4, used)
+    return bytes(blob), total
+
+
 def boot_fdt_info(read_phys: ReadPhys, fdt_addr: int) -> BootInfo:
     """Read the tree at `fdt_addr` and collect what Xen's early scan collects."""
     try:
-        total = Fdt.header_size(read_phys(fdt_addr, 8))
-        fdt = Fdt.parse(read_phys(fdt_addr, max(total, 8)))
+        blob, total = read_fdt_blocks(read_phys, fdt_addr)
+        fdt = Fdt.parse(blob)
     except FdtError as e:
         raise BootError(f"no valid device tree at 0x{fdt_addr:08x} ({e})") from None
     info = BootInfo(fdt, fdt_addr, total)
@@ -260,6 +292,24 @@ def parse_cmdline(cmdline: str) -> XenOptions:
     return opts
 
 
+def _what_it_is(data: bytes) -> str | None:
+    """What a module that is no kernel probably is, to say why it was refused."""
+    if data[:4] == b"\x7fELF":
+        return "an ELF file (a vmlinux?): Xen boots the zImage the kernel build makes beside it"
+    if data[:4] == b"\xd0\x0d\xfe\xed":
+        return "a device tree blob"
+    if data[:2] == b"\x1f\x8b":
+        return "gzip data that holds no kernel"
+    if data[:4] == b"\x27\x05\x19\x56":
+        return "a U-Boot image without a kernel in it"
+    head = data[:256]
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "a text file"
+    if head and not any(head):
+        return "all zeros (nothing was loaded there?)"
+    return None
+
+
 # -- start_xen -----------------------------------------------------------------------------------
 
 @dataclass
@@ -338,17 +388,32 @@ def start_xen(read_phys: ReadPhys, entry: int, fdt_addr: int, *, cores: int,
                         f"(the board has {total >> 20} MB)")
     log.append(f"Loading kernel from boot module @ {kernel_mod.start:016x}")
     name = f"{kernel_mod.path} (0x{kernel_mod.start:x})"
+    raw = read_phys(kernel_mod.start, kernel_mod.size)
     try:
-        image = probe_module(read_phys(kernel_mod.start, kernel_mod.size), name)
+        image = probe_module(raw, name)
+    except LoaderError as e:
+        what = _what_it_is(raw)
+        raise BootError(f"dom0 kernel: {e}" + (f": it is {what}" if what else "")) from None
+    if image.arch != "arm32":         # an arm32 Xen probes no 64-bit kernel (kernel_probe)
+        raise BootError(f"dom0 kernel: {name}: an arm64 {image.format}; this board's Xen is "
+                        f"arm32 and boots an arm32 zImage (or uImage) as Domain-0")
+    try:
         place = place_dom0(image, ram_base, dom0_mem)
     except LoaderError as e:
         raise BootError(f"dom0 kernel: {e}") from None
     log.append(f"Loading {image.format} from {kernel_mod.start:016x} to "
                f"{place.load_addr:016x}-{place.kernel_end:016x}")
+    dom0_vcpus = opts.dom0_max_vcpus or None
+    if dom0_vcpus is not None and dom0_vcpus > MAX_VIRT_CPUS:
+        # domain_build.c (alloc_dom0_vcpu0): more vCPUs than pCPUs is allowed (overcommit),
+        # more than MAX_VIRT_CPUS is capped, quietly in Xen; we say so.
+        log.append(f"dom0_max_vcpus={dom0_vcpus} capped at MAX_VIRT_CPUS ({MAX_VIRT_CPUS})")
+        dom0_vcpus = MAX_VIRT_CPUS
     return XenBoot(banner, info, opts, nr, total, dom0_mem,
-                   opts.dom0_max_vcpus or None, opts.dom0_vcpus_pin, uart, image, log)
+                   dom0_vcpus, opts.dom0_vcpus_pin, uart, image, log)
 
 
 __all__ = ["BootError", "BootInfo", "BootModule", "XenBoot", "XenOptions", "boot_fdt_info",
+           "read_fdt_blocks",
            "parse_cmdline", "parse_size_and_unit", "start_xen", "xen_image_banner",
            "XENPY_XEN_MAGIC"]

@@ -197,27 +197,32 @@ class MapTrack:
 
 class MachineMap:
     """Machine frame numbers for dev_bus_addr and cache_flush. xenpy has no machine memory map;
-    each backing gets a range on first use, above the board's DRAM base, 2 MiB aligned."""
+    each backing gets a range on first use, above the board's DRAM base, 2 MiB aligned.
+
+    A range refers to its table weakly: a destroyed domain's table (and its memfds) must go once
+    the last mapping of its pages does; its range is then forgotten."""
 
     def __init__(self) -> None:
         self.next = memory.HOST_RAM_BASE >> PAGE_SHIFT
-        self.regions: list[tuple[int, int, "GrantTable", int]] = []   # base, pages, table, kind
+        self.regions: list[tuple[int, int, "weakref.ref[GrantTable]", int]] = []
         self.lock = threading.Lock()
 
     def base(self, gt: "GrantTable", kind: int, pages: int) -> int:
         with self.lock:
+            self.regions = [r for r in self.regions if r[2]() is not None]
             for base, _n, t, k in self.regions:
-                if t is gt and k == kind:
+                if t() is gt and k == kind:
                     return base
             base = self.next
             self.next += (pages + 511) & ~511
-            self.regions.append((base, pages, gt, kind))
+            self.regions.append((base, pages, weakref.ref(gt), kind))
             return base
 
     def lookup(self, mfn: int) -> Frame | None:
         with self.lock:
-            for base, n, gt, kind in self.regions:
-                if base <= mfn < base + n:
+            for base, n, ref, kind in self.regions:
+                gt = ref()
+                if gt is not None and base <= mfn < base + n:
                     return Frame(gt, kind, mfn - base)
         return None
 

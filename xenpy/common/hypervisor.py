@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import getpass
 import platform
 import sys
@@ -24,6 +25,20 @@ from xenpy.public import errno
 from xenpy.public.arch_arm import GUEST_EVTCHN_PPI, LAYOUTS, GuestLayout
 from xenpy.public.event_channel import VIRQ_DOM_EXC
 from xenpy.public.xen import DOMID_FIRST_RESERVED, HYPERVISOR_hvm_op
+
+def _malloc_trim() -> None:
+    """Give the C heap's free pages back to the host (glibc keeps what Unicorn freed)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+try:
+    import ctypes
+    _LIBC = ctypes.CDLL("libc.so.6")
+    _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+except (OSError, AttributeError):
+    _LIBC = None
+
 
 # arch/arm/hvm.py imports nothing from common/, so its handler is registered here.
 hypercall(HYPERVISOR_hvm_op)(hvm.do_hvm_op)
@@ -356,6 +371,12 @@ class Hypervisor:
         d.release()
         self.log(f"Domain {d.domid} destroyed")
         self.domain_exception(d)
+        del d
+        # A domain's objects form reference cycles (vCPU <-> Unicorn hooks, closures, tables),
+        # and a Unicorn instance is small to Python's collector but megabytes of translated code
+        # and memfd descriptors to the host: collect now rather than at the collector's leisure.
+        gc.collect()
+        _malloc_trim()
         return 0
 
     def domain_exception(self, d: Domain) -> None:

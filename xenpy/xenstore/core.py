@@ -8,6 +8,7 @@ calls kick() or release_domain().
 """
 from __future__ import annotations
 
+import errno
 import re
 import threading
 import time
@@ -183,6 +184,7 @@ class XenStored:
         self._serial = _Serial(board_lock)
         self._server = None
         self._persist = Persist(Path(state_path), log) if state_path is not None else None
+        self._save_failing = False
         loaded = self._persist.load() if self._persist else None
         if loaded is not None:
             self.store.load(*loaded)
@@ -290,7 +292,7 @@ class XenStored:
             for conn in list(self.connections):
                 self._drop(conn)
             if self._persist:
-                self._persist.save(self.store)
+                self._save()
                 self._persist.close()
             self.close_log()
 
@@ -459,8 +461,8 @@ class XenStored:
         try:
             reply = handler(self, req)
         except XsErr as err:
-            self._save()
-            self._deliver(req.events)
+            if self._save(undo=True) is None:
+                self._deliver(req.events)
             self._send_error(conn, req_id, tx_id, err.name)
             return None
         except Exception:  # a bug here must not take the board's xenstored down
@@ -475,8 +477,12 @@ class XenStored:
         return req
 
     def _complete(self, req: _Request, type_: int, req_id: int, tx_id: int, reply: bytes) -> None:
-        # Make the change durable before anyone can see it acknowledged.
-        self._save()
+        # Make the change durable before anyone can see it acknowledged; one that cannot be
+        # is undone and refused, and nobody hears of it.
+        err = self._save(undo=True)
+        if err is not None:
+            self._send_error(req.conn, req_id, tx_id, err)
+            return
         self._deliver(req.events)
         if len(reply) > XENSTORE_PAYLOAD_MAX:
             self._send_error(req.conn, req_id, tx_id, "E2BIG")
@@ -490,11 +496,30 @@ class XenStored:
             name = "EINVAL"
         conn.send(XsType.ERROR, req_id, tx_id, _z(name))
 
-    def _save(self) -> None:
-        if self._persist is not None and self.store.dirty:
+    def _save(self, undo: bool = False) -> str | None:
+        """Persist the changes made since the last save. If that fails (a full disk) and
+        `undo`, they are undone and the error to answer is returned (ENOSPC for a full disk);
+        otherwise (the store's own bookkeeping) they stay, in memory only. Reads never save,
+        so they go on being served; the first save that works again ends the episode."""
+        if self._persist is None or not self.store.dirty:
+            self.store.commit()
+            return None
+        try:
             self._persist.save(self.store)
-        else:
-            self.store.dirty.clear()
+        except OSError as exc:
+            if not self._save_failing:
+                self.log(f"xenstored: cannot save state to {self._persist.path}: "
+                         f"{exc.strerror or exc}; refusing changes until it can")
+            self._save_failing = True
+            if undo:
+                self.store.rollback()
+                return "ENOSPC" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "EIO"
+            self.store.commit()
+            return None
+        if self._save_failing:
+            self._save_failing = False
+            self.log(f"xenstored: state saved to {self._persist.path} again")
+        return None
 
     def _deliver(self, events: list[tuple[Connection, bytes]]) -> None:
         for conn, payload in events:

@@ -53,6 +53,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Persist:
+    # Where every write reaches the disk; a test can make it fail as a full disk would.
+    fsync: Callable[[int], None] = staticmethod(os.fsync)
+
     def __init__(self, path: Path, log: Callable[[str], None]) -> None:
         self.path = path
         self.journal_path = path.with_name(path.name + ".journal")
@@ -131,14 +134,19 @@ class Persist:
     # -- saving --------------------------------------------------------------------
     def snapshot(self, store: Store) -> None:
         """Write the whole store atomically, then start an empty journal."""
+        fsync = self.fsync
         data = {"version": 1, "generation": store.generation, "seq": self._seq,
                 "nodes": {name: _node_record(node) for name, node in store.nodes.items()}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, separators=(",", ":"))
+                f.flush()
+                fsync(f.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)     # a partial copy would only hold on to the space
+            raise
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
         if self._journal is not None:
@@ -146,10 +154,11 @@ class Persist:
         self._journal = open(self.journal_path, "wb")  # truncates: all of it is in the snapshot
         os.fsync(self._journal.fileno())
         self._records = 0
-        store.dirty.clear()
+        store.commit()
 
     def save(self, store: Store) -> None:
-        """Make the changes since the last save durable."""
+        """Make the changes since the last save durable. Raises OSError when they could not
+        be (a full disk): the caller decides whether to undo them or keep them in memory."""
         if not store.dirty:
             return
         try:
@@ -163,14 +172,14 @@ class Persist:
                               separators=(",", ":"))
             self._journal.write(line.encode("utf-8") + b"\n")
             self._journal.flush()
-            os.fsync(self._journal.fileno())
+            self.fsync(self._journal.fileno())
             self._records += 1
-            store.dirty.clear()
-        except OSError as exc:
-            # Keep serving from memory; the dirty set is retried on the next change,
-            # as a fresh snapshot since the journal may now end in a torn record.
+            store.commit()
+        except OSError:
+            # The next save is a fresh snapshot: the journal may now end in a torn record.
             self._records = _COMPACT_RECORDS
-            self.log(f"xenstored: cannot save state to {self.path}: {exc.strerror or exc}")
+            self._seq -= 1
+            raise
 
     def close(self) -> None:
         if self._journal is not None:

@@ -164,6 +164,7 @@ class Store:
         self.generation = 0
         self.owned: Counter[int] = Counter()
         self.dirty: set[str] = set()  # names changed since the last persist
+        self.undo: dict[str, Node | None] = {}   # their nodes as last persisted (None: absent)
 
     def setup_structure(self) -> None:
         """The initial tree of xenstored's setup_structure()."""
@@ -183,6 +184,7 @@ class Store:
 
     def put(self, name: str, node: Node) -> None:
         old = self.nodes.get(name)
+        self.undo.setdefault(name, old)
         if old is None:
             self.owned[node.owner] += 1
         elif old.owner != node.owner:
@@ -194,11 +196,29 @@ class Store:
     def delete(self, name: str) -> None:
         old = self.nodes.pop(name, None)
         if old is not None:
+            self.undo.setdefault(name, old)
             self.owned[old.owner] -= 1
             self.dirty.add(name)
+
+    def commit(self) -> None:
+        """The changes are persisted (or will never be): forget how to undo them."""
+        self.dirty.clear()
+        self.undo.clear()
+
+    def rollback(self) -> None:
+        """Put back the nodes as last persisted (nodes are replaced, never changed in place,
+        so the old objects are the old state)."""
+        undo, self.undo = self.undo, {}
+        for name, node in undo.items():
+            if node is None:
+                self.delete(name)
+            else:
+                self.put(name, node)
+        self.undo.clear()
+        self.dirty.clear()
 
     def load(self, nodes: dict[str, Node], generation: int) -> None:
         self.nodes = nodes
         self.generation = max(generation, max((n.generation for n in nodes.values()), default=0))
         self.owned = Counter(n.owner for n in nodes.values())
-        self.dirty.clear()
+        self.commit()

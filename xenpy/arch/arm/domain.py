@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from xenpy.arch.arm.traps import watch_aborts
 from xenpy.arch.arm.vgic import VgicAccessError
 from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SIZE, GICC_SIZE, VGicV2
 from xenpy.arch.arm.vtimer import VTimer
@@ -40,6 +41,7 @@ def arch_domain_init(d: "Domain") -> None:
                    lambda off, size, val, v=v: _gicc_write(v, off, size, val))
         v.vtimer = VTimer(a, cntvoff, on_write=lambda v=v: hv.timer_written(v), clock=hv.clock)
         a.on_entry = v.vtimer.scan_entry
+        watch_aborts(v, hv.log)
 
 
 def _gicc_read(v: "Vcpu", off: int, size: int) -> int:
