@@ -207,12 +207,12 @@ class Privcmd:
         gone = lambda: d is None or d.is_dying   # noqa: E731
         deadline = time.monotonic() + timeout
         with log.cond:
-            while len(log.data) <= offset and not gone():
+            while log.end <= offset and not gone():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 log.cond.wait(left)
-            data = bytes(log.data[offset:offset + 65536])
+            offset, data = log.read(offset, 65536)
         return 0, {"data": data.decode("latin-1"), "offset": offset + len(data),
                    "shutdown": d is not None and d.is_shutdown, "dying": gone()}
 

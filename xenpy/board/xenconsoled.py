@@ -6,12 +6,19 @@ and binds the port, then moves bytes: guest output (the `out` ring) to the domai
 the one `xl console` shows from the domain's birth; typed input to the `in` ring. Indexes come from
 an untrusted guest: they are used masked, and a producer running ahead of the consumer by more than
 the ring is a broken ring, whose connection is dropped.
+
+Events follow io.c: the backend notifies the guest only after it consumed output (buffer_append)
+or produced input (handle_tty_read), never at attach or for an empty ring, so a guest that never
+bound its console port never gets an upcall on it. A guest that notifies in a loop is rate
+limited as xenconsoled does: past RATE_LIMIT_ALLOWANCE events in a RATE_LIMIT_PERIOD its port
+stays masked until the period ends.
 """
 from __future__ import annotations
 
 import mmap
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -26,12 +33,19 @@ if TYPE_CHECKING:
     from xenpy.common.hypervisor import Hypervisor
 
 
+RATE_LIMIT_ALLOWANCE = 30      # events per period (io.c)
+RATE_LIMIT_PERIOD = 0.2        # seconds
+PERIOD_FUZZ = 0.005            # io.c's 5 ms poll fuzz
+
+
 @dataclass
 class _Console:
     domid: int
     page: mmap.mmap
     port: int
     mapping: object
+    event_count: int = 0
+    next_period: float = 0.0
 
 
 class XenConsoled:
@@ -104,54 +118,83 @@ class XenConsoled:
     def _pump(self) -> None:
         while not self._stop.is_set():
             try:
-                port = self.evtchn.pending(0.1)
+                port = self.evtchn.pending(0.05)
             except OSError:
                 return
+            self._new_periods(time.monotonic())
             if port is None:                     # no event: deliver whatever was typed
                 for c in list(self.consoles.values()):
                     d = self.hv.domains.get(c.domid)
-                    if d is not None and d.console_input:
-                        self._feed(c, d)
-                        self.evtchn.notify(c.port)
+                    if d is not None and d.console_input and self._feed(c, d):
+                        self._notify(c)
                 continue
             c = self.consoles.get(port)
-            if c is not None:
-                self._drain(c)
-            try:
-                self.evtchn.unmask(port)
-            except OSError:
-                pass
+            if c is None:
+                self._unmask(port)
+                continue
+            c.event_count += 1
+            self._drain(c)
+            if c.event_count < RATE_LIMIT_ALLOWANCE and self.consoles.get(port) is c:
+                self._unmask(port)
+
+    def _new_periods(self, now: float) -> None:
+        """console_evtchn_unmask(): a new period re-opens a rate-limited port."""
+        for c in list(self.consoles.values()):
+            if now + PERIOD_FUZZ > c.next_period:
+                c.next_period = now + RATE_LIMIT_PERIOD
+                if c.event_count >= RATE_LIMIT_ALLOWANCE:
+                    self._unmask(c.port)
+                c.event_count = 0
+
+    def _unmask(self, port: int) -> None:
+        try:
+            self.evtchn.unmask(port)
+        except OSError:
+            pass
+
+    def _notify(self, c: _Console) -> None:
+        try:
+            self.evtchn.notify(c.port)
+        except OSError:
+            pass
 
     def _drain(self, c: _Console) -> None:
+        """buffer_append(): take what the guest wrote; notify only if something was taken."""
         d = self.hv.domains.get(c.domid)
         if d is None:
             return
         cons, prod = struct.unpack_from("<II", c.page, C.OUT_CONS)
-        if (prod - cons) & 0xFFFFFFFF > C.OUT_SIZE:
+        size = (prod - cons) & 0xFFFFFFFF
+        if size > C.OUT_SIZE:
             self.hv.log(f"xenconsoled: domain {c.domid} console ring corrupt; detached")
             self._detach(c.port)
             return
-        out = bytearray()
-        while cons != prod:
-            out.append(c.page[C.OUT_OFFSET + C.mask_out(cons)])
-            cons = (cons + 1) & 0xFFFFFFFF
-        struct.pack_into("<I", c.page, C.OUT_CONS, cons)
-        if out:
-            d.console.append(bytes(out))
-        self._feed(c, d)
-        self.evtchn.notify(c.port)
+        produced = self._feed(c, d)
+        if size:
+            out = bytearray()
+            while cons != prod:
+                out.append(c.page[C.OUT_OFFSET + C.mask_out(cons)])
+                cons = (cons + 1) & 0xFFFFFFFF
+            struct.pack_into("<I", c.page, C.OUT_CONS, cons)
+            d.console.append_ring(bytes(out))
+        if size or produced:
+            self._notify(c)
 
-    def _feed(self, c: _Console, d) -> None:
-        """Typed input (`xl console`) goes into the guest's `in` ring while there is room."""
+    def _feed(self, c: _Console, d) -> bool:
+        """Typed input (`xl console`) goes into the guest's `in` ring while there is room;
+        returns whether any byte went in."""
         with d.console.cond:
             pending = bytes(d.console_input)
             if not pending:
-                return
+                return False
             cons, prod = struct.unpack_from("<II", c.page, C.IN_CONS)
             room = C.IN_SIZE - ((prod - cons) & 0xFFFFFFFF)
             chunk = pending[:max(0, room)]
             for b in chunk:
                 c.page[C.IN_OFFSET + C.mask_in(prod)] = b
                 prod = (prod + 1) & 0xFFFFFFFF
+            if not chunk:
+                return False
             struct.pack_into("<I", c.page, C.IN_PROD, prod)
             del d.console_input[:len(chunk)]
+            return True

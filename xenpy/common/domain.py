@@ -72,23 +72,57 @@ class Vcpu:
 
 @dataclass
 class ConsoleLog:
-    """What a domain wrote with CONSOLEIO_write, from its birth (so `xl create -c` misses nothing)."""
+    """The console `xl console` shows, from the domain's birth (so `xl create -c` misses nothing).
+
+    On Xen `xl console` shows the PV console ring only; console_io output goes to the hypervisor's
+    serial line. xenpy has no serial line to look at, so console_io text stands in for it here
+    until the domain first writes to its ring: from then on the log holds ring output only (the
+    console_io copy is dropped, so the same text never appears twice). Offsets are absolute:
+    `base` counts the bytes dropped from the front (the switch to the ring, the size limit)."""
     data: bytearray = field(default_factory=bytearray)
     line: bytearray = field(default_factory=bytearray)
     limit: int = 1 << 20
+    base: int = 0
+    from_ring: bool = False
     cond: threading.Condition = field(default_factory=threading.Condition)
 
+    def _add(self, text: bytes) -> None:
+        self.data += text
+        if len(self.data) > self.limit:
+            drop = len(self.data) - self.limit
+            del self.data[:drop]
+            self.base += drop
+        self.cond.notify_all()
+
     def append(self, text: bytes) -> list[bytes]:
-        """Add output; return the complete lines (for the hypervisor log's `(dN) ...`)."""
+        """console_io output: shown while the ring is unused; returns the complete lines (for
+        the hypervisor log's `(dN) ...`)."""
         with self.cond:
-            self.data += text
-            if len(self.data) > self.limit:
-                del self.data[:len(self.data) - self.limit]
-            self.cond.notify_all()
+            if not self.from_ring:
+                self._add(text)
         self.line += text
         *lines, rest = bytes(self.line).split(b"\n")
         self.line = bytearray(rest)
         return lines
+
+    def append_ring(self, text: bytes) -> None:
+        """Output xenconsoled read from the PV console ring."""
+        with self.cond:
+            if not self.from_ring:
+                self.from_ring = True
+                self.base += len(self.data)
+                self.data.clear()
+            self._add(text)
+
+    def read(self, offset: int, size: int) -> tuple[int, bytes]:
+        """(offset of the first byte returned, bytes) from absolute `offset`; a reader behind
+        what is kept resumes at the oldest byte kept. Call with `cond` held."""
+        start = max(offset, self.base)
+        return start, bytes(self.data[start - self.base:start - self.base + size])
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.data)
 
 
 class Domain:
