@@ -103,7 +103,7 @@ class Libxl:
         if any(info.name == cfg.name for info in self.list_domains()):
             raise CreateError(f"domain with name \"{cfg.name}\" already exists.")
         try:
-            image = load_kernel(cfg.kernel)
+            image = load_kernel(cfg.kernel, max_size=cfg.memory << 20)
         except LoaderError as e:
             raise CreateError(str(e)) from None
         handle = uuidlib.UUID(cfg.uuid) if cfg.uuid else uuidlib.uuid4()
