@@ -233,17 +233,21 @@ class Libxl:
             entries[f"cpu/{n}/availability"] = "online" if n < cfg.vcpus else "offline"
         for key, value in entries.items():
             xs.write(f"{dom}/{key}", value)
-        for rw in ("data", "drivers", "feature", "attr", "error"):
-            xs.write(f"{dom}/{rw}", "")
-        for rw in ("control/feature-poweroff", "control/feature-reboot", "control/feature-suspend",
-                   "control/sysrq"):
-            xs.write(f"{dom}/{rw}", "")
-        for rw in ("control/shutdown", "control/feature-poweroff", "control/feature-reboot",
-                   "control/feature-suspend", "control/sysrq", "data", "drivers", "feature",
-                   "attr", "error"):
+        # libxl__domain_make: cpu, memory, device and control read-only to the guest; the
+        # suspend event channel, control nodes and data dirs owned by it (rwperm).
+        xs.write(f"{dom}/device", "")      # cpu, memory and control exist by now
+        rw_nodes = ("device/suspend/event-channel", "control/shutdown", "control/feature-poweroff",
+                    "control/feature-reboot", "control/feature-suspend", "control/sysrq",
+                    "data", "drivers", "feature", "attr", "error")
+        for rw in rw_nodes:
+            if rw != "control/shutdown":
+                xs.write(f"{dom}/{rw}", "")
             xs.set_perms(f"{dom}/{rw}", [f"n{domid}"])    # owned by the domain: it may write
         xs.write(f"{vm}/name", cfg.name)
         xs.write(f"{vm}/uuid", str(handle))
+        xs.write(f"/libxl/{domid}/device", "")
+        xs.set_perms(f"/libxl/{domid}", ["n0"])
+        xs.set_perms(f"/libxl/{domid}/device", ["n0"])
         xs.write(f"/libxl/{domid}/type", "pvh")
 
     # -- destroy ---------------------------------------------------------------------------------

@@ -214,35 +214,41 @@ def cmd_unpause(ns: argparse.Namespace) -> int:
     return 0
 
 
-PV_GRACE_S = 10.0      # with -F: how long a PV guest gets before the hard fallback
+PV_ACK_S = 60.0        # libxl__domain_pvcontrol: how long the guest has to acknowledge
+PV_GRACE_S = 5.0       # with -F: how long before the hard fallback
 
 
 def _pv_shutdown(ns: argparse.Namespace, what: str, verb: str, reason: int) -> int:
-    """Ask through ~/control/shutdown (a guest that watches it shuts itself down); with -F fall
-    back to the hard action when the guest has no PV control or ignores the request."""
+    """libxl_domain_shutdown/reboot: a guest that is not HVM (every ARM guest) always has PV
+    control (libxl__domain_pvcontrol_available), so ~/control/shutdown is written and xl waits
+    for the guest to acknowledge by emptying it (or for the domain to go down). With -F a guest
+    that has not acknowledged within PV_GRACE_S is shut down directly (ARM has no ACPI power
+    button for xl's fallback trigger)."""
     lx = libxl()
     domid = find_domain(lx, ns.domain)
     err(f"{verb} domain {domid}")
-    try:      # the guest announces PV control by writing "1" to the node libxl made for it
-        has_pv = lx.xs.read(f"/local/domain/{domid}/control/feature-{what}") == b"1"
-    except Exception:  # noqa: BLE001 - no such node: nothing announced
-        has_pv = False
-    if not has_pv and not ns.fallback:
-        raise XlError("PV control interface not available: external graceful shutdown not possible.\n"
-                      'Use "-F" to fallback to ACPI power event.')
+    path = f"/local/domain/{domid}/control/shutdown"
 
     def is_down() -> bool:
         info = lx.xc.domain_getinfo(domid)
         return info is None or bool(info["flags"] & (1 << 2))
 
-    if has_pv:
-        lx.xs.write(f"/local/domain/{domid}/control/shutdown", what)
-    if ns.fallback:
-        deadline = time.monotonic() + (PV_GRACE_S if has_pv else 0)
-        while not is_down() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not is_down():
-            lx.xc.domain_shutdown(domid, reason)
+    def acked() -> bool:
+        try:
+            state = lx.xs.read(path)
+        except Exception:  # noqa: BLE001 - the node went with the domain
+            return True
+        return state == b"" or is_down()
+
+    lx.xs.write(path, what)
+    deadline = time.monotonic() + (PV_GRACE_S if ns.fallback else PV_ACK_S)
+    while not acked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not acked():
+        if not ns.fallback:
+            err("guest didn't acknowledge control request: -9")
+            raise XlError(f"{'shutdown' if what == 'poweroff' else 'reboot'} failed (rc=-9)")
+        lx.xc.domain_shutdown(domid, reason)
     if ns.wait:
         while not is_down():
             time.sleep(0.05)
