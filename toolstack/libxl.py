@@ -27,6 +27,9 @@ from xenpy.public.hvm.params import (HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CONSOLE_E
 from xenpy.rundir import run_dir
 
 
+LIBXL_MAXMEM_CONSTANT = 1024   # KiB (libxl_internal.h)
+
+
 class CreateError(Exception):
     """One line for the user; the half-built domain has been destroyed."""
 
@@ -135,7 +138,9 @@ class Libxl:
         except ValueError as e:
             raise CreateError(f"{cfg.name}: {e}") from None
         placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb))
-        self.xc.domain_setmaxmem(domid, cfg.maxmem << 10)
+        # libxl__build_pre: the target plus libxl__arch_extra_memory (LIBXL_MAXMEM_CONSTANT,
+        # room for the magic pages), so nr_pages stays within max_pages.
+        self.xc.domain_setmaxmem(domid, (cfg.memory << 10) + LIBXL_MAXMEM_CONSTANT)
         try:
             self.xc.populate_physmap(domid, layout.ram_base >> 12, mem_bytes >> 12)
         except XcError as e:

@@ -139,6 +139,7 @@ class Domain:
         self.is_dying = False
         self.max_pages = 0
         self.tot_pages = 0
+        self.vm_assist = 0                 # VMASST_TYPE_* bits the guest enabled (vm_assist)
         self.layout: GuestLayout | None = None
         self.vgic = None                   # the arch layer's VGicV2, once the domain has RAM
         self.p2m: P2M | None = None        # frames mapped over or beside RAM (grants, devices)
@@ -180,6 +181,7 @@ class Domain:
         self.p2m = P2M(self)
         for v in self.vcpus:
             v.arch.p2m_extra = self.p2m.extra
+            v.arch.log_name = repr(v)      # "dNvM" in the hypervisor's messages about it
         arch_domain_init(self)
 
     def populate_magic(self, gfns: list[int]) -> None:

@@ -83,6 +83,7 @@ class Hypervisor:
         # Consoles of recently destroyed domains, so `xl create -c` of a guest that is gone before
         # the console attaches still shows everything it printed (xenconsoled keeps logs too).
         self.dead_consoles: collections.OrderedDict[int, ConsoleLog] = collections.OrderedDict()
+        self.dead_guests_cpu_ns = 0    # CPU time of destroyed domUs: not dom0's either
         self.compile_info = {"compiler": f"Python {platform.python_version()}",
                              "compile_by": getpass.getuser()[:15], "compile_domain": "xenpy",
                              "compile_date": time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime())}
@@ -174,9 +175,10 @@ class Hypervisor:
     # -- domains -------------------------------------------------------------------------------------
 
     def dom0_cpu_time_ns(self) -> int:
-        """Dom0's userspace is this host process: its CPU time, less what guests used."""
+        """Dom0's userspace is this host process: its CPU time, less what guests used, the
+        destroyed ones included (their time was never dom0's)."""
         guests = sum(d.cpu_time_ns() for d in self.domains.values() if not d.privileged)
-        return max(0, time.process_time_ns() - guests)
+        return max(0, time.process_time_ns() - guests - self.dead_guests_cpu_ns)
 
     def free_pages(self) -> int:
         return self.total_pages - sum(d.tot_pages for d in self.domains.values())
@@ -233,6 +235,10 @@ class Hypervisor:
             return -errno.EINVAL
         if len(gfns) > self.free_pages():
             return -errno.ENOMEM
+        if d.max_pages and d.tot_pages + len(gfns) > d.max_pages:
+            # assign_pages(): the magic pages count against max_pages like RAM does.
+            self.log(f"d{d.domid}: Over-allocation: {d.tot_pages + len(gfns)} > {d.max_pages}")
+            return -errno.ENOMEM
         d.populate_magic(gfns)
         return 0
 
@@ -256,6 +262,7 @@ class Hypervisor:
         event_channel.evtchn_destroy(d)
         grant_table.gnttab_release(d)
         self.domains.pop(d.domid, None)
+        self.dead_guests_cpu_ns += d.cpu_time_ns()
         self.dead_consoles[d.domid] = d.console
         while len(self.dead_consoles) > 32:
             self.dead_consoles.popitem(last=False)

@@ -24,7 +24,7 @@ from unicorn.arm_const import (UC_ARM_REG_CP_REG, UC_ARM_REG_CPSR, UC_ARM_REG_LR
                                UC_ARM_REG_R4, UC_ARM_REG_R12, UC_ARM_REG_SP, UC_ARM_REG_SPSR,
                                UC_CPU_ARM_CORTEX_A7)
 
-from xenpy.arch.arm import decode, guest_walk
+from xenpy.arch.arm import decode, guest_walk, traps
 from xenpy.arch.arm.regs import CP15, RegBatch, RegWriter
 from xenpy.public.arch_arm import XEN_HYPERCALL_TAG, hvc_a32
 
@@ -412,6 +412,7 @@ class ArmVcpu:
                      at: int | None = None) -> None:
         """A Prefetch or Data Abort for `address`, faulting instruction at `at` (default PC)."""
         pc = self.pc if at is None else at
+        traps.log_guest_abort(self, address, pc, at, prefetch=prefetch, fsr=fsr)
         if prefetch:
             self.set_cp15("IFSR", fsr)
             self.set_cp15("IFAR", address & 0xFFFFFFFF)
