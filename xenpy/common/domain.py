@@ -44,7 +44,8 @@ class Vcpu:
         self.processor = 0            # the pCPU it last ran on (xl vcpu-list's CPU column)
         self.hard_affinity: frozenset[int] | None = None   # None: all pCPUs
         self.soft_affinity: frozenset[int] | None = None
-        self.cpu_time_ns = 0
+        self.cpu_time_ns = 0                      # of the stints that ended
+        self.run_since_ns: int | None = None      # start of the stint on a pCPU now, if any
         self.held = 0                 # > 0 while a p2m update keeps it off its pCPU
         self.p2m_pending: list = []   # stage-2 changes its Unicorn instance has not applied yet
         self.last_ran = 0.0
@@ -65,6 +66,11 @@ class Vcpu:
         d = self.domain
         return (self.online and not self.blocked and not self.held and not d.pause_count
                 and not d.is_shutdown and not d.is_dying and self.arch is not None)
+
+    def cpu_time_now_ns(self) -> int:
+        """CPU time including the stint running now (a lone guest may never leave its pCPU)."""
+        since = self.run_since_ns
+        return self.cpu_time_ns + (time.perf_counter_ns() - since if since is not None else 0)
 
     def __repr__(self) -> str:
         return f"d{self.domain.domid}v{self.vcpu_id}"
@@ -259,7 +265,7 @@ class Domain:
         return "".join(letters)
 
     def cpu_time_ns(self) -> int:
-        return sum(v.cpu_time_ns for v in self.vcpus)
+        return sum(v.cpu_time_now_ns() for v in self.vcpus)
 
     def release(self) -> None:
         """Free the domain's resources once no vCPU runs any more."""

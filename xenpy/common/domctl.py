@@ -155,7 +155,7 @@ def getvcpuinfo(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
         return -errno.ESRCH, {}
     v = d.vcpus[n]
     running = v.running_on is not None or (d.privileged and n == 0)
-    cpu_time = hv.dom0_cpu_time_ns() if d.privileged and n == 0 else v.cpu_time_ns
+    cpu_time = hv.dom0_cpu_time_ns() if d.privileged and n == 0 else v.cpu_time_now_ns()
     return 0, {"vcpu": n, "online": int(v.online), "blocked": int(v.online and not running),
                "running": int(running), "cpu_time": cpu_time, "cpu": v.processor}
 
