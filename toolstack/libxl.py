@@ -18,7 +18,7 @@ from typing import Any
 from toolstack.domcfg import DomainConfig
 from toolstack.libxl_arm import make_guest_dtb
 from toolstack.xc import Xc, XcError
-from xenpy.loader.kernel import LoaderError, load_kernel, place_domu
+from xenpy.loader.kernel import LoaderError, load_kernel, place_domu, read_image_file
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT, callback_irq_ppi
 from xenpy.public.hvm.params import (HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CONSOLE_EVTCHN,
@@ -105,6 +105,9 @@ class Libxl:
     def create(self, cfg: DomainConfig, *, paused: bool = False, extra: list[str] | tuple = ()) -> int:
         if any(info.name == cfg.name for info in self.list_domains()):
             raise CreateError(f"domain with name \"{cfg.name}\" already exists.")
+        if cfg.gic_version == "v3":     # Xen refuses a vGIC the hardware's GIC cannot back
+            raise CreateError(f"{cfg.name}: gic_version \"v3\" is not supported: this board's "
+                              f"GIC is a GICv2, so a domU has a vGICv2 (gic_version = \"v2\")")
         try:
             image = load_kernel(cfg.kernel, max_size=cfg.memory << 20)
         except LoaderError as e:
@@ -132,11 +135,21 @@ class Libxl:
                handle: uuidlib.UUID, extra: list[str]) -> None:
         layout = LAYOUTS[cfg.guest_layout or self.board_layout(domid)]
         version = self.xc.version()
+        info = self.xc.domain_getinfo(domid) or {}
+        partial = (read_image_file(cfg.device_tree, "device tree", mem_bytes)
+                   if cfg.device_tree else None)
         try:
             dtb = make_guest_dtb(layout, nr_vcpus=cfg.maxvcpus, mem_bytes=mem_bytes,
-                                 cmdline=cfg.cmdline, xen_version=(version["major"], version["minor"]))
+                                 cmdline=cfg.cmdline, xen_version=(version["major"], version["minor"]),
+                                 clock_frequency=info.get("arch_config", {}).get("clock_frequency"),
+                                 gpaddr_bits=info.get("gpaddr_bits"), vuart=cfg.vuart,
+                                 iomem=[(start if gfn is None else gfn, number)
+                                        for start, number, gfn in cfg.iomem],
+                                 partial_fdt=partial, partial_name=str(cfg.device_tree))
         except ValueError as e:
-            raise CreateError(f"{cfg.name}: {e}") from None
+            msg = str(e)
+            raise CreateError(msg if cfg.device_tree and msg.startswith(f"{cfg.device_tree}:")
+                              else f"{cfg.name}: {msg}") from None
         placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb))
         # libxl__build_pre: the target plus libxl__arch_extra_memory (LIBXL_MAXMEM_CONSTANT,
         # room for the magic pages), so nr_pages stays within max_pages.
@@ -190,12 +203,29 @@ class Libxl:
         for key, value in (("port", console_port), ("ring-ref", console_pfn),
                            ("type", "xenconsoled"), ("limit", 1048576), ("backend-id", 0)):
             self.xs.write(f"/local/domain/{domid}/console/{key}", str(value))
+        if cfg.vuart == "sbsa_uart":
+            self._vuart(domid, layout.vuart_pfn(mem_bytes))
         self.xs.introduce(domid, store_pfn, store_port)
         path = userdata_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"domid": domid, "config": cfg.to_json(),
                                     "source": {"path": os.path.abspath(cfg.source), "extra": extra}},
                                    indent=4))
+
+    def _vuart(self, domid: int, gfn: int | None) -> None:
+        """libxl__arch_build_dom_finish + libxl__device_vuart_add: the vPL011 backed by
+        xenconsoled, its ring in the VUART magic page, its nodes under ~/vuart/0."""
+        assert gfn is not None          # the DT step refused a vuart on a layout without one
+        port = self.xc.vuart_init(domid, gfn, 0)
+        front, back = f"/local/domain/{domid}/vuart/0", f"/local/domain/0/backend/vuart/{domid}/0"
+        for key, value in (("frontend-id", domid), ("online", 1), ("state", 1),
+                           ("protocol", "vt100"), ("frontend", front)):
+            self.xs.write(f"{back}/{key}", str(value))
+        self.xs.set_perms(back, ["n0", f"r{domid}"])
+        for key, value in (("backend", back), ("backend-id", 0), ("port", port),
+                           ("ring-ref", gfn), ("limit", 1048576), ("type", "xenconsoled")):
+            self.xs.write(f"{front}/{key}", str(value))
+        self.xs.set_perms(front, ["n0", f"r{domid}"])
 
     def _iomem(self, domid: int, cfg: DomainConfig) -> None:
         """iomem = ["START,NUM[@GFN]"]: give the domain the machine pages, then map them at GFN

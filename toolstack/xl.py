@@ -271,10 +271,19 @@ def cmd_reboot(ns: argparse.Namespace) -> int:
 @command("console", "[options] <Domain>", "Attach to domain's console.")
 def cmd_console(ns: argparse.Namespace) -> int:
     lx = libxl()
-    return console_loop(lx.xc, find_domain(lx, ns.domain))
+    if ns.type not in ("pv", "vuart"):          # xl's "serial" (an HVM guest's) has no ARM use
+        raise XlError("console type supported are: pv, vuart")
+    domid = find_domain(lx, ns.domain)
+    if ns.type == "vuart":
+        try:
+            lx.xs.read(f"/local/domain/{domid}/vuart/0/port")
+        except Exception:  # noqa: BLE001 - no such node: the domain has no vuart
+            raise XlError("Unable to attach console (the domain has no vuart: "
+                          'vuart = "sbsa_uart" in its config)') from None
+    return console_loop(lx.xc, domid, ns.type)
 
 
-def console_loop(xc: Xc, domid: int) -> int:
+def console_loop(xc: Xc, domid: int, kind: str = "pv") -> int:
     """Show a domain's console from its first byte; Ctrl-] detaches. Ends when the domain stops."""
     interactive = sys.stdin.isatty()
     saved = None
@@ -286,7 +295,7 @@ def console_loop(xc: Xc, domid: int) -> int:
     try:
         while True:
             try:
-                r = xc.console_read(domid, offset, 0.1 if interactive else 0.5)
+                r = xc.console_read(domid, offset, 0.1 if interactive else 0.5, kind)
             except XcError:
                 return 0      # the domain is gone
             data = r["data"].encode("latin-1")
@@ -300,7 +309,7 @@ def console_loop(xc: Xc, domid: int) -> int:
                 typed = os.read(sys.stdin.fileno(), 1024)
                 if ESCAPE in typed:
                     return 0
-                xc.console_write(domid, typed)
+                xc.console_write(domid, typed, kind)
     finally:
         if saved is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
@@ -388,6 +397,9 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         p.add_argument("-c", dest="clear", action="store_true")
     elif name == "debug-keys":
         p.add_argument("keys")
+    elif name == "console":
+        p.add_argument("-t", dest="type", default="pv", help="pv or vuart")
+        p.add_argument("domain")
     elif name == "info":
         p.add_argument("-n", dest="numa", action="store_true")
         p.add_argument("name", nargs="?")

@@ -95,6 +95,10 @@ class Privcmd:
                 d = hv.domains.get(int(req["domid"]))
                 if d is None:
                     ret, out = -errno.ESRCH, {}
+                elif req.get("type", "pv") == "vuart":
+                    with d.vuart_console.cond:
+                        d.vuart_input += req["data"].encode("latin-1")
+                    ret, out = 0, {}
                 else:
                     with d.console.cond:
                         d.console_input += req["data"].encode("latin-1")
@@ -200,7 +204,12 @@ class Privcmd:
         recently destroyed domain's console is still readable (it reports dying)."""
         domid = int(req["domid"])
         d = self.hv.domains.get(domid)
-        log = d.console if d is not None else self.hv.dead_consoles.get(domid)
+        if req.get("type", "pv") == "vuart":       # the vPL011's ring (xl console -t vuart)
+            if d is None or d.vpl011 is None:
+                return -errno.ENOENT, {}
+            log = d.vuart_console
+        else:
+            log = d.console if d is not None else self.hv.dead_consoles.get(domid)
         if log is None:
             return -errno.ESRCH, {}
         offset, timeout = int(req.get("offset", 0)), min(float(req.get("timeout", 0)), 5.0)

@@ -46,6 +46,13 @@ class _Console:
     mapping: object
     event_count: int = 0
     next_period: float = 0.0
+    kind: str = "pv"          # "pv": ~/console (granted page); "vuart": ~/vuart/0 (foreign map)
+
+    def log(self, d):
+        return d.vuart_console if self.kind == "vuart" else d.console
+
+    def input(self, d) -> bytearray:
+        return d.vuart_input if self.kind == "vuart" else d.console_input
 
 
 class XenConsoled:
@@ -81,33 +88,48 @@ class XenConsoled:
             xs.close()
 
     def _scan(self, xs) -> None:
-        attached = {c.domid for c in self.consoles.values()}
+        attached = {(c.domid, c.kind) for c in self.consoles.values()}
         live = {domid for domid, d in list(self.hv.domains.items()) if not d.privileged}
         for port, c in list(self.consoles.items()):
             if c.domid not in live:
                 self._detach(port)
-        for domid in sorted(live - attached):
-            try:
-                ref = int(xs.read(f"/local/domain/{domid}/console/ring-ref"))
-                remote = int(xs.read(f"/local/domain/{domid}/console/port"))
-            except Exception:  # noqa: BLE001 - no PV console (yet) for this domain
-                continue
-            self._attach(domid, ref, remote)
+        # io.c's console types: the PV console, and on ARM the optional vuart (vpl011).
+        for domid in sorted(live):
+            for kind, node in (("pv", "console"), ("vuart", "vuart/0")):
+                if (domid, kind) in attached:
+                    continue
+                try:
+                    ref = int(xs.read(f"/local/domain/{domid}/{node}/ring-ref"))
+                    remote = int(xs.read(f"/local/domain/{domid}/{node}/port"))
+                except Exception:  # noqa: BLE001 - no such console (yet) for this domain
+                    continue
+                self._attach(domid, ref, remote, kind)
 
-    def _attach(self, domid: int, _ring_ref: int, remote_port: int) -> None:
+    def _attach(self, domid: int, ring_ref: int, remote_port: int, kind: str = "pv") -> None:
         try:
-            m = self.gntdev.map_grant_ref(domid, GNTTAB_RESERVED_CONSOLE)
-            page = mmap.mmap(m.fd, PAGE_SIZE, offset=m.offset)
+            if kind == "pv":
+                m = self.gntdev.map_grant_ref(domid, GNTTAB_RESERVED_CONSOLE)
+                page = mmap.mmap(m.fd, PAGE_SIZE, offset=m.offset)
+            else:
+                # use_gnttab = false: the ring-ref is a frame, mapped as foreign memory.
+                d = self.hv.domains.get(domid)
+                page = d.frame(ring_ref) if d is not None else None
+                if page is None:
+                    raise OSError(22, f"no frame {ring_ref:#x}")
+                m = None
             port = self.evtchn.bind_interdomain(domid, remote_port)
         except OSError as e:
-            self.hv.log(f"xenconsoled: cannot attach to domain {domid}: {e}")
+            self.hv.log(f"xenconsoled: cannot attach to the {kind} console of domain {domid}: {e}")
             return
-        self.consoles[port] = _Console(domid, page, port, m)
+        self.consoles[port] = _Console(domid, page, port, m, kind=kind)
         self._drain(self.consoles[port])          # output written before we attached
 
     def _detach(self, port: int) -> None:
         c = self.consoles.pop(port)
-        for undo in (lambda: self.evtchn.unbind(port), lambda: self.gntdev.unmap(c.mapping.index)):
+        undos = [lambda: self.evtchn.unbind(port)]
+        if c.mapping is not None:
+            undos.append(lambda: self.gntdev.unmap(c.mapping.index))
+        for undo in undos:
             try:
                 undo()
             except OSError:
@@ -125,7 +147,7 @@ class XenConsoled:
             if port is None:                     # no event: deliver whatever was typed
                 for c in list(self.consoles.values()):
                     d = self.hv.domains.get(c.domid)
-                    if d is not None and d.console_input and self._feed(c, d):
+                    if d is not None and c.input(d) and self._feed(c, d):
                         self._notify(c)
                 continue
             c = self.consoles.get(port)
@@ -176,15 +198,16 @@ class XenConsoled:
                 out.append(c.page[C.OUT_OFFSET + C.mask_out(cons)])
                 cons = (cons + 1) & 0xFFFFFFFF
             struct.pack_into("<I", c.page, C.OUT_CONS, cons)
-            d.console.append_ring(bytes(out))
+            c.log(d).append_ring(bytes(out))
         if size or produced:
             self._notify(c)
 
     def _feed(self, c: _Console, d) -> bool:
         """Typed input (`xl console`) goes into the guest's `in` ring while there is room;
         returns whether any byte went in."""
-        with d.console.cond:
-            pending = bytes(d.console_input)
+        typed = c.input(d)
+        with c.log(d).cond:
+            pending = bytes(typed)
             if not pending:
                 return False
             cons, prod = struct.unpack_from("<II", c.page, C.IN_CONS)
@@ -196,5 +219,5 @@ class XenConsoled:
             if not chunk:
                 return False
             struct.pack_into("<I", c.page, C.IN_PROD, prod)
-            del d.console_input[:len(chunk)]
+            del typed[:len(chunk)]
             return True

@@ -148,6 +148,9 @@ class Domain:
         self.vm_assist = 0                 # VMASST_TYPE_* bits the guest enabled (vm_assist)
         self.layout: GuestLayout | None = None
         self.vgic = None                   # the arch layer's VGicV2, once the domain has RAM
+        self.vpl011 = None                 # arch.arm.vpl011.VPL011 after XEN_DOMCTL_vuart_op
+        self.vuart_console = ConsoleLog(from_ring=True)   # what xenconsoled read from it
+        self.vuart_input = bytearray()     # typed at `xl console -t vuart`
         self.p2m: P2M | None = None        # frames mapped over or beside RAM (grants, devices)
         self.evtchn = None                 # event_channel.EventChannels (evtchn_init)
         self.shared_info_gfn: int | None = None

@@ -59,6 +59,7 @@ class HypervisorConfig:
     vgic_strict: bool = False             # unimplemented vGIC registers abort instead of RAZ/WI
     devices: tuple[MmioDevice, ...] = ()  # the board's device windows (iomem passthrough)
     boot_log: tuple[str, ...] = ()        # what Xen printed while it read the boot modules
+    timer_clock_frequency: int = 0        # the host DT's timer clock-frequency (0: none given)
 
 
 class Hypervisor:

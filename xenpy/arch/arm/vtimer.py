@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from xenpy.arch.arm.vcpu import ArmVcpu
 
 NS_PER_TICK = 16                 # CNTFRQ = 62.5 MHz
+CNTFRQ_HZ = 1_000_000_000 // NS_PER_TICK
 CTL_ENABLE, CTL_IMASK, CTL_ISTATUS = 1, 2, 4
 
 # Which timer register an MCR (CRn=c14, opc1=0) names, by (CRm, opc2); MCRR (CRm=c14) by opc1.
