@@ -87,6 +87,7 @@ class XsClient:
         self._events: deque[tuple[str, str]] = deque()
         self._buf = bytearray()
         self._closed = False
+        self._waiters = 0                       # threads waiting on _cv for another's read
         self._req_id = 0
 
     # -- plumbing ------------------------------------------------------------------
@@ -124,7 +125,8 @@ class XsClient:
                         self._events.append((fields[0], fields[1]))
                 else:
                     self._replies.append((type_, payload))
-            self._cv.notify_all()
+            if self._waiters:
+                self._cv.notify_all()
 
     def _wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
         """Until ready() (checked with _cv held) or the timeout; reads the socket when no
@@ -144,13 +146,18 @@ class XsClient:
                     self._pump(left)
                 finally:
                     self._io_lock.release()
+                if self._waiters:
                     with self._cv:
                         self._cv.notify_all()   # a waiter may take over the reading
             else:
                 with self._cv:
                     if not ready() and not self._closed:
                         # Bounded: the reader may have stopped just before we waited.
-                        self._cv.wait(0.05 if left is None else min(left, 0.05))
+                        self._waiters += 1
+                        try:
+                            self._cv.wait(0.05 if left is None else min(left, 0.05))
+                        finally:
+                            self._waiters -= 1
 
     def request(self, type_: XsType, payload: bytes = b"", tx: int = XBT_NULL) -> bytes:
         """Send one request and wait for its reply payload; raises XsError."""

@@ -198,22 +198,22 @@ class SocketServer:
         if not data:
             self.xs.drop_connection(conn)
             return
+        msgs: list[tuple[int, int, int, bytes]] = []
+        bad: BadClient | None = None
         with self.xs._serial:
             conn.inbuf += data
-        while True:
-            with self.xs._serial:
-                if conn.closed:
-                    return
-                try:
-                    msg = next(conn.messages(), None)
-                except BadClient as bad:
-                    self.xs.bad_client(conn, bad)
-                    return
-            if msg is None:
+            try:
+                msgs.extend(conn.messages())     # every complete request, in one go
+            except BadClient as e:               # ... up to a broken frame
+                bad = e
+        for msg in msgs:
+            if conn.closed:
                 return
             try:
-                self.xs.handle_message(conn, *msg)
+                self.xs.handle_message(conn, *msg)   # skips a connection stopped meanwhile
             except Exception as exc:  # keep serving everyone else
                 self.xs.log(f"xenstored: dropping {conn.describe()} after an internal error: {exc!r}")
                 self.xs.drop_connection(conn)
                 return
+        if bad is not None:
+            self.xs.bad_client(conn, bad)
