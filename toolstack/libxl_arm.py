@@ -162,8 +162,8 @@ def make_guest_dtb(layout: GuestLayout, *, nr_vcpus: int, mem_bytes: int, cmdlin
     /chosen/rng-seed (random if None). clock_frequency: the timer frequency Xen reports, if any.
     vuart: "sbsa_uart" adds the vpl011 node. gpaddr_bits: the domain's physical address width;
     when given, /hypervisor also lists the extended regions, less the `iomem` (gfn, number)
-    ranges. partial_fdt: a `device_tree=` DTB whose /passthrough and /aliases are merged. For the 4.4 layout the tree is
-    libxl 4.4's: no rng-seed or clock-frequency, GIC phandle 1, and psci_version does not
+    ranges. partial_fdt: a `device_tree=` DTB whose /passthrough and /aliases are merged
+    (errors name `partial_name`). For the 4.4 layout the tree is libxl 4.4's: no rng-seed or clock-frequency, GIC phandle 1, and psci_version does not
     apply (4.4 only had PSCI 0.1).
     """
     old = layout.magic_base is None  # the 4.4 map: use libxl 4.4's tree

@@ -229,8 +229,10 @@ int fdt_node_prop(const char *node, const char *prop, void *buf, size_t size)
             if (len < 0)
                 return -1;
             depth++;
-            in_node = depth == 2 && ((size_t)len == nlen || ((size_t)len > nlen && fdt[off + nlen] == '@'))
-                      && str_eq(fdt, off, node, nlen);
+            /* "node", or a unit-addressed "node@..." */
+            in_node = depth == 2 &&
+                      ((size_t)len == nlen || ((size_t)len > nlen && fdt[off + nlen] == '@')) &&
+                      str_eq(fdt, off, node, nlen);
             off += ((uint32_t)len + 1 + 3) & ~3U;
         } else if (token == FDT_END_NODE) {
             if (--depth < 1)

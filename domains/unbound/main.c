@@ -84,7 +84,8 @@ int main(void)
             wfi();
     }
     local_irq_disable();
-    if (evtchn_is_pending((evtchn_port_t)console_port) || evtchn_is_pending((evtchn_port_t)store_port))
+    if (evtchn_is_pending((evtchn_port_t)console_port) ||
+        evtchn_is_pending((evtchn_port_t)store_port))
         test_failure("an unbound port became pending");
     printk("unbound: %u upcalls through the handler table in %ld ms; the console and store "
            "ports never fired\n", upcalls, ms);

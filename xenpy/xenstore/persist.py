@@ -42,7 +42,8 @@ def _plain_json(node: Node) -> str | None:
     """_node_record(node) as JSON text, built directly (the journal's hot path); None if a
     string would need escaping (then json.dumps does it)."""
     perms = [str(p) for p in node.perms]
-    if not all(_PLAIN.fullmatch(t) for t in perms) or not all(_PLAIN.fullmatch(c) for c in node.children):
+    if not all(_PLAIN.fullmatch(t) for t in perms) or \
+            not all(_PLAIN.fullmatch(c) for c in node.children):
         return None
     return '{"v":"%s","p":[%s],"c":[%s],"g":%d}' % (
         base64.b64encode(node.value).decode("ascii"), ",".join(f'"{t}"' for t in perms),
@@ -51,7 +52,8 @@ def _plain_json(node: Node) -> str | None:
 
 def _record_line(seq: int, generation: int, changed: dict[str, Node], removed: list[str]) -> str:
     names = list(changed) + removed
-    parts = [_plain_json(n) for n in changed.values()] if all(_PLAIN.fullmatch(n) for n in names) else [None]
+    plain = all(_PLAIN.fullmatch(n) for n in names)
+    parts = [_plain_json(n) for n in changed.values()] if plain else [None]
     if None in parts:
         return json.dumps({"seq": seq, "g": generation,
                            "set": {n: _node_record(node) for n, node in changed.items()},
@@ -161,7 +163,8 @@ class Persist:
         if self._journal is not None:
             self._journal.close()
         # Unbuffered: each record reaches the kernel in the write() that acknowledges it.
-        self._journal = open(self.journal_path, "wb", buffering=0)  # truncates: all is in the snapshot
+        # Truncated: all of it is in the snapshot.
+        self._journal = open(self.journal_path, "wb", buffering=0)
         self._records = 0
         self._journal_bytes = 0
         store.dirty.clear()
@@ -172,7 +175,8 @@ class Persist:
             return
         try:
             self._seq += 1
-            if self._journal is None or self._records >= _COMPACT_RECORDS or self._journal_bytes >= _COMPACT_BYTES:
+            if self._journal is None or self._records >= _COMPACT_RECORDS or \
+                    self._journal_bytes >= _COMPACT_BYTES:
                 self.snapshot(store)
                 return
             changed = {n: store.nodes[n] for n in store.dirty if n in store.nodes}
