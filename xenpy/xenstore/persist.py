@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,32 +34,30 @@ def _node_record(node: Node) -> dict[str, object]:
             "c": node.children, "g": node.generation}
 
 
-_PLAIN = re.compile(r"[A-Za-z0-9\-/_@]*")   # XenStore's path characters: nothing to escape
-
-
-def _plain_json(node: Node) -> str | None:
-    """_node_record(node) as JSON text, built directly (the journal's hot path); None if a
-    string would need escaping (then json.dumps does it)."""
-    perms = [str(p) for p in node.perms]
-    if not all(_PLAIN.fullmatch(t) for t in perms) or \
-            not all(_PLAIN.fullmatch(c) for c in node.children):
-        return None
-    return '{"v":"%s","p":[%s],"c":[%s],"g":%d}' % (
-        base64.b64encode(node.value).decode("ascii"), ",".join(f'"{t}"' for t in perms),
-        ",".join(f'"{c}"' for c in node.children), node.generation)
+def _plain(text: str) -> bool:
+    """Nothing in `text` that JSON would escape."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def _record_line(seq: int, generation: int, changed: dict[str, Node], removed: list[str]) -> str:
-    names = list(changed) + removed
-    plain = all(_PLAIN.fullmatch(n) for n in names)
-    parts = [_plain_json(n) for n in changed.values()] if plain else [None]
-    if None in parts:
+    """The journal record of one change as JSON text. Node names, children and permission
+    strings are XenStore path characters, which JSON leaves alone, so the text is built
+    directly (the hot path of every write); anything else goes through json.dumps."""
+    items, raw = [], list(removed)
+    for name, node in changed.items():
+        perms = [str(p) for p in node.perms]
+        raw.append(name)
+        raw.extend(perms)
+        raw.extend(node.children)
+        items.append('"%s":{"v":"%s","p":["%s"],"c":[%s],"g":%d}' % (
+            name, base64.b64encode(node.value).decode("ascii"), '","'.join(perms),
+            '"%s"' % '","'.join(node.children) if node.children else "", node.generation))
+    if not _plain("".join(raw)):
         return json.dumps({"seq": seq, "g": generation,
                            "set": {n: _node_record(node) for n, node in changed.items()},
                            "del": removed}, separators=(",", ":"))
-    body = ",".join(f'"{n}":{p}' for n, p in zip(changed, parts))
-    return '{"seq":%d,"g":%d,"set":{%s},"del":[%s]}' % (seq, generation, body,
-                                                        ",".join(f'"{n}"' for n in removed))
+    return '{"seq":%d,"g":%d,"set":{%s},"del":[%s]}' % (
+        seq, generation, ",".join(items), '"%s"' % '","'.join(removed) if removed else "")
 
 
 def _node_from(rec: dict) -> Node:
