@@ -44,8 +44,10 @@ class Board:
     def start(self) -> None:
         self.hv.start()
         self._start_xenstored()
-        self.privcmd.serve(privcmd_path())
+        # Dom0's nodes and services first: a privcmd socket that answers means a board whose
+        # /local/domain/0 exists (xenpy boot returns then, and a script's next command may use it).
         self._start_dom0_services()
+        self.privcmd.serve(privcmd_path())
         (self.rundir / "board.pid").write_text(f"{os.getpid()}\n")
         self.hv.log("board ready: privcmd at " + str(privcmd_path()))
 
