@@ -502,6 +502,13 @@ def domain_config_from_cfg(cfg: Cfg, nr_cpus: int | None = None
             warnings.append(f"{s.source}:{s.lineno}: warning: unknown parameter `{key}' "
                             "ignored")
 
+    # Checked as xl does, but nothing in xenpy acts on them: say so rather than ignore silently.
+    for key, given, why in (("irqs", irqs, "no physical interrupt is routed to a domU"),
+                            ("dtdev", dtdev, "there is no IOMMU to assign a device with")):
+        if given:
+            warnings.append(f"{r.where(key)}: warning: parameter `{key}' is not supported by "
+                            f"xenpy and is ignored ({why})")
+
     dc = DomainConfig(
         name=name, source=cfg.filename, type="pvh", uuid=uuid,
         kernel=_resolve(kernel, cfg.filename), ramdisk=_resolve(ramdisk, cfg.filename),

@@ -20,13 +20,16 @@ from toolstack.domcfg import DomainConfig
 from toolstack.libxl_arm import make_guest_dtb
 from toolstack.xc import SocketTransport, Xc, XcError
 from toolstack.xs import XsError
-from xenpy.loader.kernel import LoaderError, load_kernel, place_domu
+from xenpy.loader.kernel import LoaderError, load_kernel, place_domu, read_image_file
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT, callback_irq_ppi
 from xenpy.public.hvm.params import (HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CONSOLE_EVTCHN,
                                      HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN,
                                      HVM_PARAM_STORE_PFN)
 from xenpy.rundir import run_dir
+
+
+LIBXL_MAXMEM_CONSTANT = 1024   # KiB (libxl_internal.h)
 
 
 class CreateError(Exception):
@@ -110,8 +113,11 @@ class Libxl:
             raise CreateError(f"domain with name \"{cfg.name}\" already exists.")
         self.detail("xc_dom_allocate", f'cmdline="{cfg.cmdline or ""}", features=""')
         self.detail("xc_dom_kernel_file", f'filename="{cfg.kernel}"')
+        if cfg.gic_version == "v3":     # Xen refuses a vGIC the hardware's GIC cannot back
+            raise CreateError(f"{cfg.name}: gic_version \"v3\" is not supported: this board's "
+                              f"GIC is a GICv2, so a domU has a vGICv2 (gic_version = \"v2\")")
         try:
-            image = load_kernel(cfg.kernel)
+            image = load_kernel(cfg.kernel, max_size=cfg.memory << 20)
         except LoaderError as e:
             raise CreateError(str(e)) from None
         self.detail("xc_dom_find_loader", f"trying {image.format} ({image.arch}) loader ... loader probe OK")
@@ -162,17 +168,29 @@ class Libxl:
                config_json: dict[str, Any] | None = None) -> None:
         layout = LAYOUTS[cfg.guest_layout or self.board_layout(domid)]
         version = self.xc.version()
+        info = self.xc.domain_getinfo(domid) or {}
+        partial = (read_image_file(cfg.device_tree, "device tree", mem_bytes)
+                   if cfg.device_tree else None)
         try:
             dtb = make_guest_dtb(layout, nr_vcpus=cfg.maxvcpus, mem_bytes=mem_bytes,
-                                 cmdline=cfg.cmdline, xen_version=(version["major"], version["minor"]))
+                                 cmdline=cfg.cmdline, xen_version=(version["major"], version["minor"]),
+                                 clock_frequency=info.get("arch_config", {}).get("clock_frequency"),
+                                 gpaddr_bits=info.get("gpaddr_bits"), vuart=cfg.vuart,
+                                 iomem=[(start if gfn is None else gfn, number)
+                                        for start, number, gfn in cfg.iomem],
+                                 partial_fdt=partial, partial_name=str(cfg.device_tree))
         except ValueError as e:
-            raise CreateError(f"{cfg.name}: {e}") from None
+            msg = str(e)
+            raise CreateError(msg if cfg.device_tree and msg.startswith(f"{cfg.device_tree}:")
+                              else f"{cfg.name}: {msg}") from None
         placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb))
         self.detail("xc_dom_mem_init", f"mem {mem_bytes >> 20} MB, pages 0x{mem_bytes >> 12:x} "
                     f"pages, 4k each (guest layout {layout.name})")
         self.detail("xc_dom_build_image", f"kernel at 0x{placement.load_addr:x}, device tree "
                     f"({len(dtb)} bytes) at 0x{placement.dtb_addr:x}, entry 0x{placement.entry:x}")
-        self.xc.domain_setmaxmem(domid, cfg.maxmem << 10)
+        # libxl__build_pre: the target plus libxl__arch_extra_memory (LIBXL_MAXMEM_CONSTANT,
+        # room for the magic pages), so nr_pages stays within max_pages.
+        self.xc.domain_setmaxmem(domid, (cfg.maxmem << 10) + LIBXL_MAXMEM_CONSTANT)
         try:
             self.xc.populate_physmap(domid, layout.ram_base >> 12, mem_bytes >> 12)
         except XcError as e:
@@ -222,12 +240,29 @@ class Libxl:
         for key, value in (("port", console_port), ("ring-ref", console_pfn),
                            ("type", "xenconsoled"), ("limit", 1048576), ("backend-id", 0)):
             self.xs.write(f"/local/domain/{domid}/console/{key}", str(value))
+        if cfg.vuart == "sbsa_uart":
+            self._vuart(domid, layout.vuart_pfn(mem_bytes))
         self.xs.introduce(domid, store_pfn, store_port)
         path = userdata_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"domid": domid, "config": config_json or cfg.to_json(),
                                     "source": {"path": os.path.abspath(cfg.source), "extra": extra}},
                                    indent=4))
+
+    def _vuart(self, domid: int, gfn: int | None) -> None:
+        """libxl__arch_build_dom_finish + libxl__device_vuart_add: the vPL011 backed by
+        xenconsoled, its ring in the VUART magic page, its nodes under ~/vuart/0."""
+        assert gfn is not None          # the DT step refused a vuart on a layout without one
+        port = self.xc.vuart_init(domid, gfn, 0)
+        front, back = f"/local/domain/{domid}/vuart/0", f"/local/domain/0/backend/vuart/{domid}/0"
+        for key, value in (("frontend-id", domid), ("online", 1), ("state", 1),
+                           ("protocol", "vt100"), ("frontend", front)):
+            self.xs.write(f"{back}/{key}", str(value))
+        self.xs.set_perms(back, ["n0", f"r{domid}"])
+        for key, value in (("backend", back), ("backend-id", 0), ("port", port),
+                           ("ring-ref", gfn), ("limit", 1048576), ("type", "xenconsoled")):
+            self.xs.write(f"{front}/{key}", str(value))
+        self.xs.set_perms(front, ["n0", f"r{domid}"])
 
     def _iomem(self, domid: int, cfg: DomainConfig) -> None:
         """iomem = ["START,NUM[@GFN]"]: give the domain the machine pages, then map them at GFN
@@ -270,19 +305,23 @@ class Libxl:
             entries[f"cpu/{n}/availability"] = "online" if n < cfg.vcpus else "offline"
         for key, value in entries.items():
             xs.write(f"{dom}/{key}", value)
-        for rw in ("data", "drivers", "feature", "attr", "error"):
-            xs.write(f"{dom}/{rw}", "")
-        for rw in ("control/feature-poweroff", "control/feature-reboot", "control/feature-suspend",
-                   "control/sysrq"):
-            xs.write(f"{dom}/{rw}", "")
-        for rw in ("control/shutdown", "control/feature-poweroff", "control/feature-reboot",
-                   "control/feature-suspend", "control/sysrq", "data", "drivers", "feature",
-                   "attr", "error"):
+        # libxl__domain_make: cpu, memory, device and control read-only to the guest; the
+        # suspend event channel, control nodes and data dirs owned by it (rwperm).
+        xs.write(f"{dom}/device", "")      # cpu, memory and control exist by now
+        rw_nodes = ("device/suspend/event-channel", "control/shutdown", "control/feature-poweroff",
+                    "control/feature-reboot", "control/feature-suspend", "control/sysrq",
+                    "data", "drivers", "feature", "attr", "error")
+        for rw in rw_nodes:
+            if rw != "control/shutdown":
+                xs.write(f"{dom}/{rw}", "")
             xs.set_perms(f"{dom}/{rw}", [f"n{domid}"])    # owned by the domain: it may write
         xs.write(f"{vm}/name", cfg.name)
         xs.write(f"{vm}/uuid", str(handle))
         now = time.time()       # libxl's "%lu.%02d" of tv_sec and tv_usec / 10000
         xs.write(f"{vm}/start_time", f"{int(now)}.{int(now * 100) % 100:02d}")
+        xs.write(f"/libxl/{domid}/device", "")
+        xs.set_perms(f"/libxl/{domid}", ["n0"])
+        xs.set_perms(f"/libxl/{domid}/device", ["n0"])
         xs.write(f"/libxl/{domid}/type", "pvh")
 
     # -- destroy ---------------------------------------------------------------------------------

@@ -61,22 +61,70 @@ def gic_interrupt(irq: int, cpumask: int = 0xF, level: int = DT_IRQ_TYPE_LEVEL_L
     return [int(is_ppi), irq - (16 if is_ppi else 32), cpumask << 8 | level]
 
 
-def extended_regions(layout: GuestLayout, mem_bytes: int, gpaddr_bits: int) -> list[tuple[int, int]]:
+def extended_regions(layout: GuestLayout, mem_bytes: int, gpaddr_bits: int,
+                     iomem: list[tuple[int, int]] = ()) -> list[tuple[int, int]]:
     """Unused guest address space offered in /hypervisor reg 1..N (finalize_hypervisor_node):
     the rest of each RAM bank above its RAM, 2 MiB aligned, clipped to the guest's physical
-    address width, at least 64 MiB. libxl 4.4 had none."""
+    address width, less the guest frames iomem= maps there ((gfn, number) pairs), each piece
+    at least 64 MiB. libxl 4.4 had none."""
     if layout.magic_base is None:
         return []
     if not 32 <= gpaddr_bits <= 64:
         raise ValueError(f"gpaddr_bits must be 32..64, not {gpaddr_bits}")
     populated = dict(layout.ram_banks(mem_bytes))
-    regions = []
+    ranges = sorted(iomem)                           # qsort(..., compare_iomem): by gfn
+    regions: list[tuple[int, int]] = []
+
+    def add(start: int, size: int) -> None:
+        if size >= EXT_REGION_MIN_SIZE and len(regions) < MAX_NR_EXT_REGIONS:
+            regions.append((start, size))
+
     for base, bank_size in ((layout.ram_base, layout.ram_max), (layout.ram1_base, layout.ram1_size)):
         start = base + (populated.get(base, 0) + _MB2 - 1 & ~(_MB2 - 1))
         end = min((1 << gpaddr_bits) - 1, base + bank_size - 1)  # inclusive
-        if end >= start and end - start + 1 >= EXT_REGION_MIN_SIZE:
-            regions.append((start, end - start + 1))
-    return regions[:MAX_NR_EXT_REGIONS]
+        if end < start or end - start + 1 < EXT_REGION_MIN_SIZE:
+            continue
+        for gfn, number in ranges:
+            io_start, io_end = gfn << 12, ((gfn + number) << 12) - 1
+            if io_end >= start and io_start <= end:
+                if io_start > start:
+                    add(start, io_start - start)
+                start = io_end + 1
+                if start > end:
+                    break
+        if end >= start:
+            add(start, end - start + 1)
+    return regions
+
+
+def merge_partial_fdt(root: FdtNode, partial: bytes, name: str = "device_tree") -> None:
+    """copy_partial_fdt(): the partial tree's /passthrough node (required) and /aliases (if
+    any) are copied, with everything under them, at the end of the guest's root. `partial`
+    must be a valid DTB (check_partial_fdt); errors are one-line ValueErrors naming `name`."""
+    if len(partial) < 8 or int.from_bytes(partial[:4], "big") != 0xD00DFEED:
+        raise ValueError(f"{name}: Partial FDT is not a valid Flat Device Tree")
+    total = int.from_bytes(partial[4:8], "big")
+    if total > len(partial):
+        raise ValueError(f"{name}: Partial FDT totalsize is too big ({total} bytes, the file "
+                         f"has {len(partial)})")
+    try:
+        pfdt = FdtBlobParse(io.BytesIO(bytes(partial[:total]))).to_fdt()
+        proot = pfdt.get_rootnode()
+    except Exception as e:  # pyfdt raises bare Exceptions and struct errors
+        raise ValueError(f"{name}: Failed to check the partial FDT ({e})") from None
+    if proot is None:
+        raise ValueError(f"{name}: Failed to check the partial FDT (no root node)")
+    for node_name, required in (("passthrough", True), ("aliases", False)):
+        # The name must match exactly: "passthrough@0" is not "/passthrough".
+        node = next((n for n in proot if isinstance(n, FdtNode) and n.get_name() == node_name),
+                    None)
+        if node is None:
+            if required:
+                raise ValueError(f"{name}: Can't copy the node \"/{node_name}\" from the "
+                                 f"partial FDT (it has none)")
+            continue
+        node.set_parent_node(root)
+        root.append(node)
 
 
 def _strings(name: str, *values: str) -> FdtPropertyStrings:
@@ -104,15 +152,18 @@ def make_guest_dtb(layout: GuestLayout, *, nr_vcpus: int, mem_bytes: int, cmdlin
                    xen_version: tuple[int, int], gic_version: str = "v2", arch: str = "arm32",
                    psci_version: str = "1.0", initrd: tuple[int, int] | None = None,
                    rng_seed: bytes | None = None, clock_frequency: int | None = None,
-                   vuart: str | None = None, gpaddr_bits: int | None = None) -> bytes:
+                   vuart: str | None = None, gpaddr_bits: int | None = None,
+                   iomem: list[tuple[int, int]] = (), partial_fdt: bytes | None = None,
+                   partial_name: str = "device_tree") -> bytes:
     """Build the DTB libxl gives a domU (libxl__prepare_dtb, then the finalise step that fills
     in memory sizes, initrd bounds and the /hypervisor regions).
 
     initrd: (start, end) guest addresses of a loaded ramdisk. rng_seed: the 128 bytes for
     /chosen/rng-seed (random if None). clock_frequency: the timer frequency Xen reports, if any.
     vuart: "sbsa_uart" adds the vpl011 node. gpaddr_bits: the domain's physical address width;
-    when given, /hypervisor also lists the extended regions. For the 4.4 layout the tree is
-    libxl 4.4's: no rng-seed or clock-frequency, GIC phandle 1, and psci_version does not
+    when given, /hypervisor also lists the extended regions, less the `iomem` (gfn, number)
+    ranges. partial_fdt: a `device_tree=` DTB whose /passthrough and /aliases are merged
+    (errors name `partial_name`). For the 4.4 layout the tree is libxl 4.4's: no rng-seed or clock-frequency, GIC phandle 1, and psci_version does not
     apply (4.4 only had PSCI 0.1).
     """
     old = layout.magic_base is None  # the 4.4 map: use libxl 4.4's tree
@@ -216,7 +267,7 @@ def make_guest_dtb(layout: GuestLayout, *, nr_vcpus: int, mem_bytes: int, cmdlin
     hyp.append(_strings("compatible", f"xen,xen-{major}.{minor}", "xen,xen"))
     regions = [(layout.gnttab_base, layout.gnttab_size)]  # region 0: the grant-table window
     if gpaddr_bits is not None:
-        regions += extended_regions(layout, mem_bytes, gpaddr_bits)
+        regions += extended_regions(layout, mem_bytes, gpaddr_bits, list(iomem))
     hyp.append(_words("reg", *_regs(*regions)))
     _add_interrupts(hyp, [gic_interrupt(GUEST_EVTCHN_PPI)], phandle)
 
@@ -227,6 +278,9 @@ def make_guest_dtb(layout: GuestLayout, *, nr_vcpus: int, mem_bytes: int, cmdlin
         _add_interrupts(uart, [gic_interrupt(GUEST_VPL011_SPI, level=DT_IRQ_TYPE_LEVEL_HIGH)],
                         phandle)
         uart.append(_words("current-speed", 115200))
+
+    if partial_fdt is not None:
+        merge_partial_fdt(root, partial_fdt, partial_name)
 
     fdt = Fdt()
     fdt.add_rootnode(root)

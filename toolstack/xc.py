@@ -266,13 +266,22 @@ class Xc:
     def version(self) -> dict[str, Any]:
         return self._call("xen_version", {"op": "xen_version"})[1]
 
-    def console_read(self, domid: int, offset: int, timeout: float) -> dict[str, Any]:
+    def console_read(self, domid: int, offset: int, timeout: float,
+                     kind: str = "pv") -> dict[str, Any]:
+        """The console log xenconsoled keeps: "pv" (the PV ring) or "vuart" (the vPL011's)."""
         return self._call("console_read", {"op": "console_read", "domid": domid,
-                                           "offset": offset, "timeout": timeout})[1]
+                                           "offset": offset, "timeout": timeout,
+                                           "type": kind})[1]
 
-    def console_write(self, domid: int, data: bytes) -> None:
+    def console_write(self, domid: int, data: bytes, kind: str = "pv") -> None:
         self._call("console_write", {"op": "console_write", "domid": domid,
-                                     "data": data.decode("latin-1")})
+                                     "data": data.decode("latin-1"), "type": kind})
+
+    def vuart_init(self, domid: int, gfn: int, console_domid: int = 0) -> int:
+        """xc_dom_vuart_init: a vPL011 backed by `console_domid`; returns its event channel."""
+        return int(self.domctl(D.XEN_DOMCTL_vuart_op, domid, {
+            "cmd": D.XEN_DOMCTL_VUART_OP_INIT, "type": D.XEN_DOMCTL_VUART_TYPE_VPL011,
+            "console_domid": console_domid, "gfn": gfn})["evtchn"])
 
     # -- HVM params (xc_hvm_param_set / get) ------------------------------------------------------
 

@@ -1,14 +1,18 @@
 """XenStore client library for dom0 userspace, like libxenstore (tools/libs/store/xs.c).
 
-Talks the XenStore wire protocol to xenstored's Unix socket. A reader thread
-sorts what arrives into replies and watch events, so a client can wait for
-watch events while other threads make requests.
+Talks the XenStore wire protocol to xenstored's Unix socket. Whichever thread
+is waiting (for a reply or a watch event) reads the socket itself and sorts
+what arrives into replies and watch events; other waiting threads take theirs
+from those queues. So a request costs no thread switch in the client, and a
+client can still wait for watch events while other threads make requests.
 """
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -77,43 +81,84 @@ class XsClient:
             sock.close()
             raise XsConnectError(self.path, exc) from None
         self._sock = sock
-        self._request_lock = threading.Lock()
-        self._cv = threading.Condition()
+        self._request_lock = threading.Lock()   # one request on the wire at a time
+        self._io_lock = threading.Lock()        # held by the thread reading the socket
+        self._cv = threading.Condition()        # guards the queues below
         self._replies: deque[tuple[int, bytes]] = deque()
         self._events: deque[tuple[str, str]] = deque()
+        self._buf = bytearray()
         self._closed = False
+        self._waiters = 0                       # threads waiting on _cv for another's read
         self._req_id = 0
-        self._reader = threading.Thread(target=self._read_loop, name="xs-reader", daemon=True)
-        self._reader.start()
 
     # -- plumbing ------------------------------------------------------------------
-    def _read_loop(self) -> None:
-        buf = bytearray()
+    def _lost(self) -> XsError:
+        return XsError("EIO", f"lost connection to xenstored at {self.path}")
+
+    def _pump(self, timeout: float | None) -> None:
+        """With _io_lock held: read what the socket has (waiting up to `timeout` s for it)
+        and queue the complete messages."""
+        if timeout is not None:
+            try:
+                ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
+            except (OSError, ValueError):
+                ready = [self._sock]            # closed under us: recv says so
+            if not ready:
+                return
         try:
-            while True:
-                data = self._sock.recv(65536)
-                if not data:
-                    break
-                buf += data
-                while len(buf) >= XSD_SOCKMSG_SIZE:
-                    type_, _, _, length = XSD_SOCKMSG.unpack_from(buf)
-                    if len(buf) < XSD_SOCKMSG_SIZE + length:
-                        break
-                    payload = bytes(buf[XSD_SOCKMSG_SIZE:XSD_SOCKMSG_SIZE + length])
-                    del buf[:XSD_SOCKMSG_SIZE + length]
-                    with self._cv:
-                        if type_ == XsType.WATCH_EVENT:
-                            fields = _split(payload)
-                            if len(fields) >= 2:
-                                self._events.append((fields[0], fields[1]))
-                        else:
-                            self._replies.append((type_, payload))
-                        self._cv.notify_all()
+            data = self._sock.recv(65536)
         except OSError:
-            pass
+            data = b""
+        buf = self._buf
         with self._cv:
-            self._closed = True
-            self._cv.notify_all()
+            if not data:
+                self._closed = True
+            buf += data
+            while len(buf) >= XSD_SOCKMSG_SIZE:
+                type_, _, _, length = XSD_SOCKMSG.unpack_from(buf)
+                if len(buf) < XSD_SOCKMSG_SIZE + length:
+                    break
+                payload = bytes(buf[XSD_SOCKMSG_SIZE:XSD_SOCKMSG_SIZE + length])
+                del buf[:XSD_SOCKMSG_SIZE + length]
+                if type_ == XsType.WATCH_EVENT:
+                    fields = _split(payload)
+                    if len(fields) >= 2:
+                        self._events.append((fields[0], fields[1]))
+                else:
+                    self._replies.append((type_, payload))
+            if self._waiters:
+                self._cv.notify_all()
+
+    def _wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """Until ready() (checked with _cv held) or the timeout; reads the socket when no
+        other thread does. Returns ready()."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cv:
+                if ready():
+                    return True
+                if self._closed:
+                    return False
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if self._io_lock.acquire(blocking=False):
+                try:
+                    self._pump(left)
+                finally:
+                    self._io_lock.release()
+                if self._waiters:
+                    with self._cv:
+                        self._cv.notify_all()   # a waiter may take over the reading
+            else:
+                with self._cv:
+                    if not ready() and not self._closed:
+                        # Bounded: the reader may have stopped just before we waited.
+                        self._waiters += 1
+                        try:
+                            self._cv.wait(0.05 if left is None else min(left, 0.05))
+                        finally:
+                            self._waiters -= 1
 
     def request(self, type_: XsType, payload: bytes = b"", tx: int = XBT_NULL) -> bytes:
         """Send one request and wait for its reply payload; raises XsError."""
@@ -122,16 +167,15 @@ class XsClient:
         with self._request_lock:
             with self._cv:
                 if self._closed:
-                    raise XsError("EIO", f"lost connection to xenstored at {self.path}")
+                    raise self._lost()
             self._req_id = (self._req_id + 1) & 0xFFFFFFFF
             try:
                 self._sock.sendall(XSD_SOCKMSG.pack(type_, self._req_id, tx, len(payload)) + payload)
             except OSError:
-                raise XsError("EIO", f"lost connection to xenstored at {self.path}") from None
+                raise self._lost() from None
+            if not self._wait(lambda: bool(self._replies), None):
+                raise self._lost()
             with self._cv:
-                self._cv.wait_for(lambda: self._replies or self._closed)
-                if not self._replies:
-                    raise XsError("EIO", f"lost connection to xenstored at {self.path}")
                 rtype, rpayload = self._replies.popleft()
         if rtype == XsType.ERROR:
             name = rpayload.split(b"\0")[0].decode("ascii", "replace")
@@ -145,8 +189,10 @@ class XsClient:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
         self._sock.close()
-        self._reader.join(timeout=2)
 
     def __enter__(self) -> XsClient:
         return self
@@ -210,12 +256,12 @@ class XsClient:
     def read_watch(self, timeout: float | None = None) -> tuple[str, str] | None:
         """The next (path, token) watch event; None on timeout. Raises XsError
         once the connection is gone and no events are left."""
+        self._wait(lambda: bool(self._events), timeout)
         with self._cv:
-            self._cv.wait_for(lambda: self._events or self._closed, timeout)
             if self._events:
                 return self._events.popleft()
             if self._closed:
-                raise XsError("EIO", f"lost connection to xenstored at {self.path}")
+                raise self._lost()
             return None
 
     def reset_watches(self) -> None:

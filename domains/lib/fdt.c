@@ -201,3 +201,66 @@ bad:;
     shown[shown_len] = '\0';
     test_failure("bootargs: %s=%s is not an integer", key, shown);
 }
+
+int fdt_node_prop(const char *node, const char *prop, void *buf, size_t size)
+{
+    const volatile uint8_t *fdt = (const volatile uint8_t *)(uintptr_t)boot_dtb_addr;
+    size_t nlen = strlen(node), plen = strlen(prop);
+    uint32_t total, off, end, strings, strings_size;
+    int depth = 0;
+    bool in_node = false;
+
+    if (!fdt || be32(fdt) != FDT_MAGIC)
+        return -1;
+    total = be32(fdt + 4);
+    off = be32(fdt + 8);
+    strings = be32(fdt + 12);
+    strings_size = be32(fdt + 32);
+    end = off + be32(fdt + 36);
+    if (total < 40 || end > total || end < off || strings > total || strings_size > total - strings)
+        return -1;
+    while (off + 4 <= end) {
+        uint32_t token = be32(fdt + off);
+
+        off += 4;
+        if (token == FDT_BEGIN_NODE) {
+            int len = str_len(fdt, off, end);
+
+            if (len < 0)
+                return -1;
+            depth++;
+            /* "node", or a unit-addressed "node@..." */
+            in_node = depth == 2 &&
+                      ((size_t)len == nlen || ((size_t)len > nlen && fdt[off + nlen] == '@')) &&
+                      str_eq(fdt, off, node, nlen);
+            off += ((uint32_t)len + 1 + 3) & ~3U;
+        } else if (token == FDT_END_NODE) {
+            if (--depth < 1)
+                return -1;
+            in_node = false;
+        } else if (token == FDT_PROP) {
+            uint32_t len, name;
+
+            if (off + 8 > end)
+                return -1;
+            len = be32(fdt + off);
+            name = be32(fdt + off + 4);
+            off += 8;
+            if (len > end - off)
+                return -1;
+            if (in_node && name < strings_size &&
+                str_len(fdt, strings + name, strings + strings_size) == (int)plen &&
+                str_eq(fdt, strings + name, prop, plen)) {
+                uint8_t *out = buf;
+
+                for (uint32_t i = 0; i < len && i < size; i++)
+                    out[i] = fdt[off + i];
+                return (int)len;
+            }
+            off += (len + 3) & ~3U;
+        } else if (token != FDT_NOP) {
+            return -1;
+        }
+    }
+    return -1;
+}

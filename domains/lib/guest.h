@@ -405,5 +405,29 @@ int gnttab_unmap(uint32_t gpa, grant_handle_t handle);
 /* The guest frame of a pointer (through the guest's own page table). */
 uint32_t virt_to_gfn(const void *p);
 
+/* ---- the PV console ring (xencons.c) --------------------------------------- */
+
+/* HVMOP_get_param of this domain. */
+int hvm_param_get(uint32_t index, uint64_t *value);
+/* Read HVM_PARAM_CONSOLE_PFN / CONSOLE_EVTCHN and map the ring page; with
+ * `bind`, the port's upcalls are taken (and counted).  Needs evtchn_init()
+ * first when binding.  Returns 0 or a negative errno. */
+int xencons_init(bool bind);
+/* Put up to len bytes in the `out` ring and notify; returns how many fit. */
+int xencons_write(const char *buf, size_t len);
+int xencons_notify(void);
+/* xenconsoled has taken everything written so far. */
+bool xencons_drained(void);
+evtchn_port_t xencons_port(void);
+uint32_t xencons_pfn(void);
+uint32_t xencons_upcalls(void);
+
+/* ---- the device tree (fdt.c) ------------------------------------------------ */
+
+/* Copy up to `size` bytes of property `prop` of the top-level node `node`
+ * (e.g. "hypervisor") of the boot device tree; returns the property's
+ * length, or -1 if there is no such node or property. */
+int fdt_node_prop(const char *node, const char *prop, void *buf, size_t size);
+
 #endif /* __ASSEMBLER__ */
 #endif /* GUEST_H */

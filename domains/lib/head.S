@@ -21,7 +21,11 @@
     .section .head, "ax"
     .global _start
 _start:
+#ifdef ZIMAGE_END_IS_SIZE
+    zimage_header reset, _start, _image_size    @ as some RTOS ports: the end word is a size
+#else
     zimage_header reset, _start, _edata
+#endif
     .word   0x04030201              @ 0x30: endianness flag (little-endian)
 
 /* ---- boot vCPU ----------------------------------------------------------- */

@@ -41,3 +41,30 @@ def test_guest_output_on_the_pv_console_reaches_xl_console(board, tmp_path):
     r = run("toolstack.xenstore_cli", "ls", f"/local/domain/{domid}/console", env=board)
     assert 'type = "xenconsoled"' in r.stdout and "ring-ref" in r.stdout and "port" in r.stdout
     xl("destroy", "pvcons", env=board)
+
+
+def test_toolstack_nodes_as_libxl_create_leaves_them(board, tmp_path):
+    from pathlib import Path
+
+    from toolstack.xs import XsClient
+    kernel = tmp_path / "spin.zImage"
+    kernel.write_bytes(zimage([0xEAFFFFFE]))
+    cfg = tmp_path / "nodes.cfg"
+    cfg.write_text(f'name = "nodes"\nkernel = "{kernel}"\nmemory = 16\n')
+    assert xl("create", str(cfg), env=board).returncode == 0
+    try:
+        domid = [l.split()[1] for l in xl("list", env=board).stdout.splitlines()
+                 if l.startswith("nodes")][0]
+        dom = f"/local/domain/{domid}"
+        with XsClient(Path(board["XENPY_RUNDIR"]) / "xenstored" / "socket") as xs:
+            # device/ and control/ are read-only to the guest, the suspend event channel and
+            # control/shutdown are its own (libxl__domain_make's roperm and rwperm).
+            assert xs.get_perms(f"{dom}/device") == ["n0", f"r{domid}"]
+            assert xs.read(f"{dom}/device/suspend/event-channel") == b""
+            assert xs.get_perms(f"{dom}/device/suspend/event-channel") == [f"n{domid}"]
+            assert xs.get_perms(f"{dom}/control") == ["n0", f"r{domid}"]
+            assert xs.get_perms(f"{dom}/control/shutdown") == [f"n{domid}"]
+            assert xs.read(f"{dom}/control/platform-feature-xs_reset_watches") == b"1"
+            assert xs.get_perms(f"/libxl/{domid}/device") == ["n0"]
+    finally:
+        xl("destroy", "nodes", env=board)

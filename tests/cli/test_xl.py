@@ -78,7 +78,10 @@ def test_domain_arguments_and_errors(board):
 BAD = {
     "syntax": ('name = "x"\nmemory = 32\nkernel = vm1\n', r"bad\.cfg:3: config parsing error near `vm1'"),
     "nokernel": ('name = "x"\nmemory = 32\nkernel = "does/not/exist.zImage"\n', r"does/not/exist\.zImage"),
-    "small": ('name = "x"\nmemory = 1\nkernel = "{big}"\n', r"does not fit in guest memory"),
+    "small": ('name = "x"\nmemory = 1\nkernel = "{big}"\n',
+              r"kernel \(2048 KiB\) is larger than the domain.s memory \(1024 KiB\)"),
+    "gicv3": ('name = "x"\nmemory = 32\nkernel = "{big}"\ngic_version = "v3"\n',
+              r'x: gic_version "v3" is not supported: this board.s GIC is a GICv2'),
     "type": ('name = "x"\nmemory = [32]\nkernel = "domains/hello/hello.zImage"\n',
              r"bad\.cfg:2: .*memory"),
 }

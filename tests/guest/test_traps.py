@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import time
 
-from tests.guest.a32 import (CODE, DATA, HVC, B_SELF, boot, load32, mov, reg, shutdown,
+from tests.guest.a32 import (CODE, DATA, HVC, B_SELF, MCR_VBAR_R0, boot, load32, mov, reg, shutdown,
                              wait_shutdown)
 
 
@@ -156,3 +156,34 @@ def test_psci_system_reset_is_a_reboot_and_cpu_on_checks_its_target(hv):
     wait_shutdown(d)
     assert d.shutdown_code == 1
     assert reg(d, 9) == (-2) & 0xFFFFFFFF and reg(d, 10) == (-4) & 0xFFFFFFFF and reg(d, 11) == 1
+
+
+def test_stage2_prefetch_abort_and_a_guest_stuck_in_its_vectors_are_logged_once(hv):
+    # Jump to an unmapped address with the vectors unmapped too: the prefetch abort faults
+    # again at the abort vector, forever. Each is one line in the log, naming vCPU, PC, address.
+    d = boot(hv, [*load32(0, 0x90000000), MCR_VBAR_R0, *load32(1, 0x10000000), 0xE12FFF11])  # bx r1
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("stuck" in line for line in hv.dmesg):
+        time.sleep(0.01)
+    time.sleep(0.1)                 # the guest keeps faulting meanwhile
+    hv.domain_destroy(d)
+    who = f"d{d.domid}v0"
+    assert [l for l in hv.dmesg if "stage-2 prefetch abort" in l] == [
+        f"(XEN) {who}: stage-2 prefetch abort: pc 0x10000000 fault address 0x10000000 "
+        "(no mapping in the domain)"]
+    stuck = [l for l in hv.dmesg if "stuck" in l]
+    assert len(stuck) == 1 and stuck[0].startswith(f"(XEN) {who}: stuck in an abort loop: its "
+                                                   "PABT vector at 0x9000000c cannot be fetched")
+
+
+def test_vm_assist_as_arm_xen_answers_it(hv):
+    # HYPERVISOR_vm_assist(cmd, type): only VMASST_TYPE_runstate_update_flag (5) exists on ARM.
+    prog = []
+    for n, (cmd, type_) in enumerate(((0, 5), (0, 2), (1, 5), (7, 5), (0, 64))):
+        prog += [mov(0, cmd), mov(1, type_), mov(12, 21), HVC, *load32(3, DATA + 0x200 + 4 * n),
+                 0xE5830000]                                  # str r0, [r3]
+    d = boot(hv, prog + [mov(0, 0), mov(1, 5), mov(12, 21), HVC, *shutdown(DATA + 0x14)])
+    wait_shutdown(d)
+    got = struct.unpack("<5i", bytes(d.ram[0x9200:0x9214]))
+    assert got == (0, -22, 0, -38, -22)    # enable, x86-only type, disable, bad cmd, out of range
+    assert d.vm_assist == 1 << 5

@@ -245,3 +245,48 @@ def test_round_trip_describes_the_guest(layout, nr_vcpus, mem, cmdline):
                  if path.startswith("/memory@")
                  for hi, lo, shi, slo in [props["reg"]]]
     assert described == layout.ram_banks(mem) and sum(s for _, s in described) == mem
+
+
+def test_extended_regions_leave_out_iomem_as_current_libxl_does():
+    # 64 MiB of RAM: bank 0 free from 0x44000000. A 16 MiB iomem mapping at 0x50000000 splits
+    # it; one at 0x44000000 only moves its start; a small gap (< 64 MiB) is dropped.
+    io = [(0x50000, 0x1000), (0x44000, 0x10), (0x54000, 0x100)]
+    assert extended_regions(LAYOUT_CURRENT, 64 * MiB, 40, io) == [
+        (0x44010000, 0x50000000 - 0x44010000),      # up to the first mapping
+        (0x54100000, 0x100000000 - 0x54100000),     # 0x51000000..0x54000000 is under 64 MiB
+        (0x200000000, 0xFE00000000)]
+
+
+def _partial(passthrough: bool = True, aliases: bool = True, name: str = "passthrough") -> bytes:
+    import subprocess
+    body = ""
+    if passthrough:
+        body += f"""{name} {{ compatible = "simple-bus"; ranges; #address-cells = <2>;
+                    #size-cells = <2>; pio@1c20800 {{ compatible = "allwinner,sun7i-a20-pinctrl";
+                    reg = <0 0x1c20800 0 0x400>; interrupts = <0 28 4>;
+                    interrupt-parent = <65000>; }}; }};"""
+    if aliases:
+        body += 'aliases { serial0 = "/passthrough/pio@1c20800"; };'
+    src = f"/dts-v1/; / {{ #address-cells = <2>; #size-cells = <2>; {body} }};"
+    return subprocess.run(["dtc", "-I", "dts", "-O", "dtb"], input=src.encode(),
+                          capture_output=True, check=True).stdout
+
+
+def test_partial_device_tree_passthrough_and_aliases_are_merged():
+    tree = parse_dtb_summary(make_guest_dtb(
+        LAYOUT_CURRENT, nr_vcpus=1, mem_bytes=64 * MiB, cmdline=None, xen_version=(4, 19),
+        partial_fdt=_partial(), partial_name="pt.dtb"))
+    assert list(tree)[-3:] == ["/passthrough", "/passthrough/pio@1c20800", "/aliases"]
+    assert tree["/passthrough/pio@1c20800"]["reg"] == [0, 0x1C20800, 0, 0x400]
+    assert tree["/aliases"]["serial0"] == ["/passthrough/pio@1c20800"]
+    # /aliases is optional, /passthrough is not (and its name must match exactly).
+    make_guest_dtb(LAYOUT_CURRENT, nr_vcpus=1, mem_bytes=64 * MiB, cmdline=None,
+                   xen_version=(4, 19), partial_fdt=_partial(aliases=False))
+    for bad, msg in ((_partial(passthrough=False), 'pt.dtb: Can\'t copy the node "/passthrough"'),
+                     (_partial(name="passthrough@0"), 'pt.dtb: Can\'t copy the node "/passthrough"'),
+                     (b"not a tree at all", "pt.dtb: Partial FDT is not a valid Flat Device Tree"),
+                     (_partial()[:100], "pt.dtb: Partial FDT totalsize is too big")):
+        with pytest.raises(ValueError) as e:
+            make_guest_dtb(LAYOUT_CURRENT, nr_vcpus=1, mem_bytes=64 * MiB, cmdline=None,
+                           xen_version=(4, 19), partial_fdt=bad, partial_name="pt.dtb")
+        assert str(e.value).startswith(msg), str(e.value)

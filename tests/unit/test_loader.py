@@ -69,7 +69,7 @@ def test_zimage_linked_at_fixed_address():
 
 
 def test_zimage_appended_dtb_counts_in_length():
-    img = probe(zimage(0x1000, tail=fdt_blob(0x40)), "k")
+    img = probe_module(zimage(0x1000, tail=fdt_blob(0x40)), "k")
     assert img.appended_dtb == 0x40
     assert img.length == 0x1040 and img.end == 0x1040
     assert img.payload == img.data  # everything Xen copies
@@ -86,18 +86,40 @@ def test_zimage_shorter_than_file_copies_only_end_minus_start_on_dom0():
 
 def test_zimage_appended_dtb_past_end_of_file():
     data = zimage(0x1000, tail=fdt_blob(0x40)[:0x20])
-    assert err(probe, data, "k.zImage") == \
+    assert err(probe_module, data, "k.zImage") == \
         "k.zImage: appended device tree (64 bytes) runs past the end of the file"
 
 
 def test_zimage_claims_more_than_file():
-    assert err(probe, zimage(0x1000, end=0x2000), "k.zImage") == \
+    assert err(probe_module, zimage(0x1000, end=0x2000), "k.zImage") == \
         "k.zImage: zImage header claims 0x2000 bytes (end - start) but the file has only 0x1000"
 
 
 def test_zimage_end_below_start():
-    assert err(probe, zimage(0x1000, start=0x80008000, end=0x80000000), "k") == \
+    assert err(probe_module, zimage(0x1000, start=0x80008000, end=0x80000000), "k") == \
         "k: zImage end 0x80000000 is below its start 0x80008000"
+
+
+def test_domu_zimage_end_word_is_a_size():
+    # An RTOS port that stores the image size in the end word, below its link address.
+    data = zimage(0x1000, start=0x80008000, end=0x1000)
+    img = probe(data, "rtos")
+    assert img.length == 0x1000 and img.payload == data
+    p = place_domu(img, LAYOUT_4_4, 16 * MiB)
+    assert p.image == data and p.entry == 0x80008000 and p.load_addr == 0x80008000
+
+
+def test_domu_zimage_end_past_the_file_covers_bss():
+    # An end past the file's bytes (the BSS follows the image): the file is loaded as it is.
+    data = zimage(0x1000, end=0x40000)
+    img = probe(data, "bss")
+    assert img.length == 0x1000
+    assert place_domu(img, LAYOUT_CURRENT, 64 * MiB).image == data
+
+
+def test_domu_zimage_appended_dtb_is_just_file_bytes():
+    data = zimage(0x1000, tail=fdt_blob(0x40)[:0x20])
+    assert probe(data, "k").payload == data
 
 
 def test_truncated_zimage_header():
@@ -242,7 +264,35 @@ def test_load_kernel_missing_file(tmp_path):
 
 
 def test_load_kernel_directory(tmp_path):
-    assert err(load_kernel, tmp_path).startswith(f"{tmp_path}: cannot read kernel (")
+    assert err(load_kernel, tmp_path) == f"{tmp_path}: kernel is a directory, not a regular file"
+
+
+def test_load_kernel_refuses_devices_and_fifos(tmp_path):
+    import os
+    assert err(load_kernel, "/dev/zero") == \
+        "/dev/zero: kernel is a character device, not a regular file"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert err(load_kernel, fifo) == f"{fifo}: kernel is a FIFO, not a regular file"
+
+
+def test_load_kernel_larger_than_memory_refused_unread(tmp_path):
+    path = tmp_path / "big.zImage"
+    with open(path, "wb") as f:
+        f.write(zimage())
+        f.truncate(64 * MiB + 1)     # sparse: reading it all would take 64 MiB
+    assert err(load_kernel, path, max_size=64 * MiB) == \
+        f"{path}: kernel (65537 KiB) is larger than the domain's memory (65536 KiB)"
+    assert load_kernel(tmp_path / "big.zImage", max_size=65 * MiB).length == 64 * MiB + 1
+
+
+def test_read_image_file_names_what(tmp_path):
+    from xenpy.loader.kernel import read_image_file
+    assert err(read_image_file, tmp_path / "x.dtb", "device tree") == \
+        f"{tmp_path / 'x.dtb'}: no such device tree file"
+    (tmp_path / "y.dtb").write_bytes(b"12345")
+    assert read_image_file(tmp_path / "y.dtb", "device tree", 5) == b"12345"
+    assert "is larger than" in err(read_image_file, tmp_path / "y.dtb", "device tree", 4)
 
 
 # ------------------------------------------------------------------ domU placement

@@ -467,3 +467,12 @@ def test_any_script_text_ends_in_a_one_line_error_or_a_boot(text):
         assert "\n" not in str(e)
     finally:
         fw.ram.close()
+
+
+def test_the_timer_clock_frequency_is_read_from_the_boot_tree():
+    # preinit_dt_xen_time(): the board's generic timer node says its rate; Xen hands guests one.
+    blob = DTB.read_bytes()
+    info = boot_fdt_info(lambda a, n: blob[a:a + n], 0)
+    timer = Fdt.parse(blob).find("/timer")
+    assert timer is not None and info.timer_clock_frequency == timer.u32("clock-frequency")
+    assert boot_fdt_info(lambda a, n: chosen_tree(bootargs="B")[a:a + n], 0).timer_clock_frequency == 0

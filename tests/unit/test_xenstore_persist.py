@@ -80,3 +80,30 @@ def test_unreadable_state_is_set_aside_with_a_message(tmp_path):
     assert len(logged) == 1 and "unusable" in logged[0]
     assert (tmp_path / "xenstore.json.corrupt").read_text() == "{not json"
     assert read(xs, "/tool/xenstored") == b""
+
+
+def test_writes_are_acknowledged_without_fsync(tmp_path, monkeypatch):
+    # The store does not outlive the host, so no write waits for the disk; what was
+    # acknowledged is in the journal file (the kernel's page cache) at once.
+    import os
+
+    def no_fsync(fd):
+        raise AssertionError("xenstored must not fsync")
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    xs = XenStored(tmp_path / "xenstore.json")
+    d0 = xs.connect_local()
+    d0.request(XsType.WRITE, z("/k") + b"v")
+    assert b'"/k"' in (tmp_path / "xenstore.json.journal").read_bytes()
+
+
+def test_journal_records_are_the_json_of_the_nodes():
+    import json
+
+    from xenpy.xenstore.store import Node, parse_perm
+    plain = Node(b"\x00\xffvalue", (parse_perm("n0"), parse_perm("r5")), ["a", "b-c"], 7)
+    odd = Node(b"x", (parse_perm("n0"),), ['we"ird\\'], 1)
+    for changed, removed in (({"/local/domain/5": plain}, []), ({}, ["/gone", "@x"]),
+                             ({"/x": odd}, []), ({'/q"': plain}, ["/r"])):
+        line = persist_mod._record_line(3, 9, changed, removed)
+        assert json.loads(line) == {"seq": 3, "g": 9, "del": removed,
+                                    "set": {n: persist_mod._node_record(v) for n, v in changed.items()}}

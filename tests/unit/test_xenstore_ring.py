@@ -208,3 +208,21 @@ def test_introduce_failure_in_the_board_is_an_error_reply():
     d0 = xs.connect_local()
     assert d0.request(XsType.INTRODUCE, z("6", "1", "3")) == (XsType.ERROR, b"ENOENT\0")
     assert not xs.is_domain_introduced(6)
+
+
+def test_no_event_at_connect_nor_for_kicks_of_an_empty_ring():
+    # xenstored signals only after it consumed requests or produced replies (readchn/writechn):
+    # a guest that never spoke gets nothing, and one that notifies on every poll gets no storm.
+    xs, d0, ring, g, page, notified = setup()
+    assert notified == []
+    for _ in range(1000):
+        ring.kick()
+    assert notified == []
+    g.put(pack_msg(XsType.READ, 1, 0, z("/local")))
+    ring.kick()
+    assert notified                          # request taken, reply written
+    notified.clear()
+    g.get()
+    for _ in range(100):
+        ring.kick()
+    assert notified == []

@@ -41,14 +41,20 @@ def main_console(argv: list[str]) -> int:
             "Failed to get tty path", domid)
         err("Unable to attach console")
         return 1
-    if ctype is not None and (num != 0 or ctype == "vuart"):
+    has_vuart = True
+    if ctype == "vuart":
+        try:
+            lx.xs.read(f"/local/domain/{domid}/vuart/0/port")
+        except Exception:  # noqa: BLE001 - no such node: the domain has no vuart
+            has_vuart = False
+    if ctype is not None and (num != 0 or not has_vuart):
         # libxl_console_get_tty: no such console -> ERROR_INVAL, then xl's message
         log(XTL_ERROR, "libxl_console.c", "libxl_console_get_tty",
             f"Unable to find console {ctype} {num}" if ctype != "vuart" else
             "Unable to find console vuart 0: the domain has no emulated UART", domid)
         err("Unable to attach console")
         return 1
-    return console_loop(lx.xc, domid, escape)
+    return console_loop(lx.xc, domid, escape, "vuart" if ctype == "vuart" else "pv")
 
 
 def _escape_char(text: str) -> int:
@@ -58,7 +64,7 @@ def _escape_char(text: str) -> int:
     return ord(text[0]) if text else ESCAPE
 
 
-def console_loop(xc: Xc, domid: int, escape: int = ESCAPE) -> int:
+def console_loop(xc: Xc, domid: int, escape: int = ESCAPE, kind: str = "pv") -> int:
     """Show a domain's console from its first byte; the escape character (Ctrl-]) detaches.
     Ends when the domain stops."""
     interactive = sys.stdin.isatty()
@@ -71,7 +77,7 @@ def console_loop(xc: Xc, domid: int, escape: int = ESCAPE) -> int:
     try:
         while True:
             try:
-                r = xc.console_read(domid, offset, 0.1 if interactive else 0.5)
+                r = xc.console_read(domid, offset, 0.1 if interactive else 0.5, kind)
             except XcError:
                 return 0      # the domain is gone
             data = r["data"].encode("latin-1")
@@ -85,7 +91,7 @@ def console_loop(xc: Xc, domid: int, escape: int = ESCAPE) -> int:
                 typed = os.read(sys.stdin.fileno(), 1024)
                 if escape in typed:
                     return 0
-                xc.console_write(domid, typed)
+                xc.console_write(domid, typed, kind)
     finally:
         if saved is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)

@@ -11,7 +11,8 @@ from toolstack.xl.utils import (ERROR_FAIL, ERROR_INVAL, XTL_DETAIL, G, ctx, err
 
 DOMINF_shutdown = 1 << 2
 ERROR_NOPARAVIRT = -10
-PV_GRACE_S = 10.0      # with -F: how long a guest with PV control gets before the hard fallback
+PV_ACK_S = 60.0        # libxl__domain_pvcontrol: how long the guest has to acknowledge
+PV_GRACE_S = 5.0       # with -F: how long before the hard fallback
 
 
 # -- create ------------------------------------------------------------------------------------
@@ -173,30 +174,30 @@ def _is_down(domid: int) -> bool:
 
 
 def _signal(domid: int, what: str, verb: str, reason: int, fallback: bool) -> None:
-    """shutdown_domain / reboot_domain: ask through ~/control/shutdown when the guest
-    announced PV control (control/feature-*), else only with -F, by the hard path."""
+    """libxl_domain_shutdown/reboot: a guest that is not HVM (every ARM guest) has PV control
+    (libxl__domain_pvcontrol_available), so ~/control/shutdown is written and xl waits for the
+    guest to acknowledge by emptying it (or for the domain to go down). With -F a guest that
+    has not acknowledged within PV_GRACE_S is shut down directly (ARM has no ACPI button)."""
     lx = ctx()
     err(f"{verb} domain {domid}")
-    try:
-        has_pv = lx.xs.read(f"/local/domain/{domid}/control/feature-{what}") == b"1"
-    except Exception:  # noqa: BLE001 - no such node: nothing announced
-        has_pv = False
-    event = "power" if what == "poweroff" else "reset"
-    noun = "shutdown" if what == "poweroff" else "reboot"
-    if not has_pv and not fallback:
-        err(f"PV control interface not available: external graceful {noun} not possible.")
-        err(f'Use "-F" to fallback to ACPI {event} event.')
-        raise fail(f"{noun} failed (rc={ERROR_NOPARAVIRT})")
-    if has_pv:
-        lx.xs.write(f"/local/domain/{domid}/control/shutdown", what)
-    if fallback:
-        if not has_pv:
-            err(f"PV control interface not available: sending ACPI {event} button event.")
-        deadline = time.monotonic() + (PV_GRACE_S if has_pv else 0)
-        while not _is_down(domid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _is_down(domid):      # no ACPI on Arm: the toolstack's hard path
-            lx.xc.domain_shutdown(domid, reason)
+    path = f"/local/domain/{domid}/control/shutdown"
+
+    def acked() -> bool:
+        try:
+            state = lx.xs.read(path)
+        except Exception:  # noqa: BLE001 - the node went with the domain
+            return True
+        return state == b"" or _is_down(domid)
+
+    lx.xs.write(path, what)
+    deadline = time.monotonic() + (PV_GRACE_S if fallback else PV_ACK_S)
+    while not acked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not acked():
+        if not fallback:
+            err("guest didn't acknowledge control request: -9")
+            raise fail(f"{'shutdown' if what == 'poweroff' else 'reboot'} failed (rc=-9)")
+        lx.xc.domain_shutdown(domid, reason)
 
 
 def _shutdown_or_reboot(argv: list[str], do_reboot: bool) -> int:

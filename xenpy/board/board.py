@@ -60,8 +60,10 @@ class Board:
     def start(self) -> None:
         self.hv.start()
         self._start_xenstored()
-        self.privcmd.serve(privcmd_path())
+        # Dom0's nodes and services first: a privcmd socket that answers means a board whose
+        # /local/domain/0 exists (xenpy boot returns then, and a script's next command may use it).
         self._start_dom0_services()
+        self.privcmd.serve(privcmd_path())
         pid_file = self.rundir / "board.pid"
         try:
             pid_file.write_text(f"{os.getpid()}\n")

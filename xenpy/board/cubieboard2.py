@@ -26,6 +26,7 @@ from typing import Callable
 
 from xenpy.board.a20_pio import PAGES_BASE, PAGES_SIZE, A20Pio, PioPages
 from xenpy.board.uboot import CommandError, FirmwareError, UBoot
+from xenpy.arch.arm.vtimer import CNTFRQ_HZ
 from xenpy.common.bootfdt import BootError, XenBoot, start_xen
 from xenpy.common.hypervisor import HypervisorConfig, MmioDevice
 from xenpy.loader.fdt import Fdt, FdtError, compile_dts
@@ -173,7 +174,10 @@ class Cubieboard2:
             dom0_mem_mb=(xen.dom0_mem + (1 << 20) - 1) >> 20,
             dom0_max_vcpus=xen.dom0_max_vcpus, dom0_vcpus_pin=xen.dom0_vcpus_pin,
             layout=layout, cmdline=xen.info.xen_cmdline, devices=self.devices(xen_uart),
-            boot_log=tuple(xen.log))
+            boot_log=tuple(xen.log),
+            # The host DT gives the timer a clock-frequency, so Xen passes one on to guests:
+            # the rate of the counter they really see, this model's CNTFRQ.
+            timer_clock_frequency=CNTFRQ_HZ if xen.info.timer_clock_frequency else 0)
         return PowerOn(config, xen, fw.out)
 
     @staticmethod

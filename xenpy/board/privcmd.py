@@ -123,6 +123,10 @@ class Privcmd:
                 d = hv.domains.get(int(req["domid"]))
                 if d is None:
                     ret, out = -errno.ESRCH, {}
+                elif req.get("type", "pv") == "vuart":
+                    with d.vuart_console.cond:
+                        d.vuart_input += req["data"].encode("latin-1")
+                    ret, out = 0, {}
                 else:
                     with d.console.cond:
                         d.console_input += req["data"].encode("latin-1")
@@ -256,7 +260,12 @@ class Privcmd:
         recently destroyed domain's console is still readable (it reports dying)."""
         domid = int(req["domid"])
         d = self.hv.domains.get(domid)
-        log = d.console if d is not None else self.hv.dead_consoles.get(domid)
+        if req.get("type", "pv") == "vuart":       # the vPL011's ring (xl console -t vuart)
+            if d is None or d.vpl011 is None:
+                return -errno.ENOENT, {}
+            log = d.vuart_console
+        else:
+            log = d.console if d is not None else self.hv.dead_consoles.get(domid)
         if log is None:
             return -errno.ESRCH, {}
         offset, timeout = int(req.get("offset", 0)), _timeout(req)
@@ -265,12 +274,12 @@ class Privcmd:
         gone = lambda: d is None or d.is_dying   # noqa: E731
         deadline = time.monotonic() + timeout
         with log.cond:
-            while len(log.data) <= offset and not gone():
+            while log.end <= offset and not gone():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 log.cond.wait(left)
-            data = bytes(log.data[offset:offset + 65536])
+            offset, data = log.read(offset, 65536)
         return 0, {"data": data.decode("latin-1"), "offset": offset + len(data),
                    "shutdown": d is not None and d.is_shutdown, "dying": gone()}
 

@@ -6,12 +6,19 @@ and binds the port, then moves bytes: guest output (the `out` ring) to the domai
 the one `xl console` shows from the domain's birth; typed input to the `in` ring. Indexes come from
 an untrusted guest: they are used masked, and a producer running ahead of the consumer by more than
 the ring is a broken ring, whose connection is dropped.
+
+Events follow io.c: the backend notifies the guest only after it consumed output (buffer_append)
+or produced input (handle_tty_read), never at attach or for an empty ring, so a guest that never
+bound its console port never gets an upcall on it. A guest that notifies in a loop is rate
+limited as xenconsoled does: past RATE_LIMIT_ALLOWANCE events in a RATE_LIMIT_PERIOD its port
+stays masked until the period ends.
 """
 from __future__ import annotations
 
 import mmap
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -27,8 +34,9 @@ if TYPE_CHECKING:
     from xenpy.common.hypervisor import Hypervisor
 
 
-class _Closed(Exception):
-    """The backend's event channel device is closed: the board is stopping."""
+RATE_LIMIT_ALLOWANCE = 30      # events per period (io.c)
+RATE_LIMIT_PERIOD = 0.2        # seconds
+PERIOD_FUZZ = 0.005            # io.c's 5 ms poll fuzz
 
 
 @dataclass
@@ -37,6 +45,15 @@ class _Console:
     page: mmap.mmap
     port: int
     mapping: object
+    event_count: int = 0
+    next_period: float = 0.0
+    kind: str = "pv"          # "pv": ~/console (granted page); "vuart": ~/vuart/0 (foreign map)
+
+    def log(self, d):
+        return d.vuart_console if self.kind == "vuart" else d.console
+
+    def input(self, d) -> bytearray:
+        return d.vuart_input if self.kind == "vuart" else d.console_input
 
 
 class XenConsoled:
@@ -78,24 +95,36 @@ class XenConsoled:
             xs.close()
 
     def _scan(self, xs) -> None:
-        attached = {c.domid for c in self.consoles.values()}
+        attached = {(c.domid, c.kind) for c in self.consoles.values()}
         live = {domid for domid, d in list(self.hv.domains.items()) if not d.privileged}
         for port, c in list(self.consoles.items()):
             if c.domid not in live:
                 self._detach(port)
-        for domid in sorted(live - attached):
-            try:
-                ref = int(xs.read(f"/local/domain/{domid}/console/ring-ref"))
-                remote = int(xs.read(f"/local/domain/{domid}/console/port"))
-            except Exception:  # noqa: BLE001 - no PV console (yet) for this domain
-                continue
-            self._attach(domid, ref, remote)
+        # io.c's console types: the PV console, and on ARM the optional vuart (vpl011).
+        for domid in sorted(live):
+            for kind, node in (("pv", "console"), ("vuart", "vuart/0")):
+                if (domid, kind) in attached:
+                    continue
+                try:
+                    ref = int(xs.read(f"/local/domain/{domid}/{node}/ring-ref"))
+                    remote = int(xs.read(f"/local/domain/{domid}/{node}/port"))
+                except Exception:  # noqa: BLE001 - no such console (yet) for this domain
+                    continue
+                self._attach(domid, ref, remote, kind)
 
-    def _attach(self, domid: int, _ring_ref: int, remote_port: int) -> None:
+    def _attach(self, domid: int, ring_ref: int, remote_port: int, kind: str = "pv") -> None:
         m = None
         try:
-            m = self.gntdev.map_grant_ref(domid, GNTTAB_RESERVED_CONSOLE)
-            page = mmap.mmap(m.fd, PAGE_SIZE, offset=m.offset)
+            if kind == "pv":
+                m = self.gntdev.map_grant_ref(domid, GNTTAB_RESERVED_CONSOLE)
+                page = mmap.mmap(m.fd, PAGE_SIZE, offset=m.offset)
+            else:
+                # use_gnttab = false: the ring-ref is a frame, mapped as foreign memory.
+                d = self.hv.domains.get(domid)
+                page = d.frame(ring_ref) if d is not None else None
+                if page is None:
+                    raise OSError(22, f"no frame {ring_ref:#x}")
+                m = None
             port = self.evtchn.bind_interdomain(domid, remote_port)
         except OSError as e:
             # Typically the domain died between the scan and here. Undo the map: a grant
@@ -106,14 +135,18 @@ class XenConsoled:
                 except OSError:
                     pass
             if domid in self.hv.domains:
-                self.hv.log(f"xenconsoled: cannot attach to domain {domid}: {e}")
+                self.hv.log(f"xenconsoled: cannot attach to the {kind} console of domain "
+                            f"{domid}: {e}")
             return
-        self.consoles[port] = _Console(domid, page, port, m)
+        self.consoles[port] = _Console(domid, page, port, m, kind=kind)
         self._drain(self.consoles[port])          # output written before we attached
 
     def _detach(self, port: int) -> None:
         c = self.consoles.pop(port)
-        for undo in (lambda: self.evtchn.unbind(port), lambda: self.gntdev.unmap(c.mapping.index)):
+        undos = [lambda: self.evtchn.unbind(port)]
+        if c.mapping is not None:
+            undos.append(lambda: self.gntdev.unmap(c.mapping.index))
+        for undo in undos:
             try:
                 undo()
             except OSError:
@@ -124,64 +157,92 @@ class XenConsoled:
     def _pump(self) -> None:
         while not self._stop.is_set():
             try:
-                self._pump_once()
-            except _Closed:
+                port = self.evtchn.pending(0.05)
+            except OSError:
                 return
+            try:
+                self._turn(port)
             except Exception as e:  # noqa: BLE001 - one bad turn must not end the backend
                 self._guard.report(e, "moving console bytes")
+                if port is not None:         # a failed turn must not leave the port masked
+                    self._unmask(port)
 
-    def _pump_once(self) -> None:
-        try:
-            port = self.evtchn.pending(0.1)
-        except OSError:
-            raise _Closed from None
+    def _turn(self, port: int | None) -> None:
+        self._new_periods(time.monotonic())
         if port is None:                     # no event: deliver whatever was typed
             for c in list(self.consoles.values()):
                 d = self.hv.domains.get(c.domid)
-                if d is not None and d.console_input:
-                    self._feed(c, d)
-                    self.evtchn.notify(c.port)
+                if d is not None and c.input(d) and self._feed(c, d):
+                    self._notify(c)
             return
+        c = self.consoles.get(port)
+        if c is None:
+            self._unmask(port)
+            return
+        c.event_count += 1
+        self._drain(c)
+        if c.event_count < RATE_LIMIT_ALLOWANCE and self.consoles.get(port) is c:
+            self._unmask(port)
+
+    def _new_periods(self, now: float) -> None:
+        """console_evtchn_unmask(): a new period re-opens a rate-limited port."""
+        for c in list(self.consoles.values()):
+            if now + PERIOD_FUZZ > c.next_period:
+                c.next_period = now + RATE_LIMIT_PERIOD
+                if c.event_count >= RATE_LIMIT_ALLOWANCE:
+                    self._unmask(c.port)
+                c.event_count = 0
+
+    def _unmask(self, port: int) -> None:
         try:
-            c = self.consoles.get(port)
-            if c is not None:
-                self._drain(c)
-        finally:                             # a failed turn must not leave the port masked
-            try:
-                self.evtchn.unmask(port)
-            except OSError:
-                pass
+            self.evtchn.unmask(port)
+        except OSError:
+            pass
+
+    def _notify(self, c: _Console) -> None:
+        try:
+            self.evtchn.notify(c.port)
+        except OSError:
+            pass
 
     def _drain(self, c: _Console) -> None:
+        """buffer_append(): take what the guest wrote; notify only if something was taken."""
         d = self.hv.domains.get(c.domid)
         if d is None:
             return
         cons, prod = struct.unpack_from("<II", c.page, C.OUT_CONS)
-        if (prod - cons) & 0xFFFFFFFF > C.OUT_SIZE:
+        size = (prod - cons) & 0xFFFFFFFF
+        if size > C.OUT_SIZE:
             self.hv.log(f"xenconsoled: domain {c.domid} console ring corrupt; detached")
             self._detach(c.port)
             return
-        out = bytearray()
-        while cons != prod:
-            out.append(c.page[C.OUT_OFFSET + C.mask_out(cons)])
-            cons = (cons + 1) & 0xFFFFFFFF
-        struct.pack_into("<I", c.page, C.OUT_CONS, cons)
-        if out:
-            d.console.append(bytes(out))
-        self._feed(c, d)
-        self.evtchn.notify(c.port)
+        produced = self._feed(c, d)
+        if size:
+            out = bytearray()
+            while cons != prod:
+                out.append(c.page[C.OUT_OFFSET + C.mask_out(cons)])
+                cons = (cons + 1) & 0xFFFFFFFF
+            struct.pack_into("<I", c.page, C.OUT_CONS, cons)
+            c.log(d).append_ring(bytes(out))
+        if size or produced:
+            self._notify(c)
 
-    def _feed(self, c: _Console, d) -> None:
-        """Typed input (`xl console`) goes into the guest's `in` ring while there is room."""
-        with d.console.cond:
-            pending = bytes(d.console_input)
+    def _feed(self, c: _Console, d) -> bool:
+        """Typed input (`xl console`) goes into the guest's `in` ring while there is room;
+        returns whether any byte went in."""
+        typed = c.input(d)
+        with c.log(d).cond:
+            pending = bytes(typed)
             if not pending:
-                return
+                return False
             cons, prod = struct.unpack_from("<II", c.page, C.IN_CONS)
             room = C.IN_SIZE - ((prod - cons) & 0xFFFFFFFF)
             chunk = pending[:max(0, room)]
             for b in chunk:
                 c.page[C.IN_OFFSET + C.mask_in(prod)] = b
                 prod = (prod + 1) & 0xFFFFFFFF
+            if not chunk:
+                return False
             struct.pack_into("<I", c.page, C.IN_PROD, prod)
-            del d.console_input[:len(chunk)]
+            del typed[:len(chunk)]
+            return True

@@ -73,6 +73,7 @@ class BootInfo:
     cpus: int = 0
     xen_cmdline: str = ""
     dom0_cmdline: str = ""
+    timer_clock_frequency: int = 0     # the generic timer node's clock-frequency, if it has one
     log: list[str] = field(default_factory=list)
 
 
@@ -175,6 +176,10 @@ def boot_fdt_info(read_phys: ReadPhys, fdt_addr: int) -> BootInfo:
                                 f"model, ignored")
             else:
                 info.modules.append(BootModule(kind, start, size, path, node.string("bootargs")))
+        elif (_is_compatible(node, "arm,armv7-timer") or _is_compatible(node, "arm,armv8-timer")) \
+                and "clock-frequency" in node.props:
+            # preinit_dt_xen_time(): firmware that leaves CNTFRQ unset gives the rate here.
+            info.timer_clock_frequency = node.u32("clock-frequency", 0)
         elif depth == 1 and node.name == "cpus":
             info.cpus = sum(1 for c in node.children if c.string("device_type") == "cpu")
         for c in node.children:

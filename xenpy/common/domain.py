@@ -44,7 +44,8 @@ class Vcpu:
         self.processor = 0            # the pCPU it last ran on (xl vcpu-list's CPU column)
         self.hard_affinity: frozenset[int] | None = None   # None: all pCPUs
         self.soft_affinity: frozenset[int] | None = None
-        self.cpu_time_ns = 0
+        self.cpu_time_ns = 0                      # of the stints that ended
+        self.run_since_ns: int | None = None      # start of the stint on a pCPU now, if any
         self.held = 0                 # > 0 while a p2m update keeps it off its pCPU
         self.p2m_pending: list = []   # stage-2 changes its Unicorn instance has not applied yet
         self.last_ran = 0.0
@@ -64,29 +65,68 @@ class Vcpu:
         return (self.online and not self.blocked and not self.held and not d.pause_count
                 and not d.is_shutdown and not d.is_dying and self.arch is not None)
 
+    def cpu_time_now_ns(self) -> int:
+        """CPU time including the stint running now (a lone guest may never leave its pCPU)."""
+        since = self.run_since_ns
+        return self.cpu_time_ns + (time.perf_counter_ns() - since if since is not None else 0)
+
     def __repr__(self) -> str:
         return f"d{self.domain.domid}v{self.vcpu_id}"
 
 
 @dataclass
 class ConsoleLog:
-    """What a domain wrote with CONSOLEIO_write, from its birth (so `xl create -c` misses nothing)."""
+    """The console `xl console` shows, from the domain's birth (so `xl create -c` misses nothing).
+
+    On Xen `xl console` shows the PV console ring only; console_io output goes to the hypervisor's
+    serial line. xenpy has no serial line to look at, so console_io text stands in for it here
+    until the domain first writes to its ring: from then on the log holds ring output only (the
+    console_io copy is dropped, so the same text never appears twice). Offsets are absolute:
+    `base` counts the bytes dropped from the front (the switch to the ring, the size limit)."""
     data: bytearray = field(default_factory=bytearray)
     line: bytearray = field(default_factory=bytearray)
     limit: int = 1 << 20
+    base: int = 0
+    from_ring: bool = False
     cond: threading.Condition = field(default_factory=threading.Condition)
 
+    def _add(self, text: bytes) -> None:
+        self.data += text
+        if len(self.data) > self.limit:
+            drop = len(self.data) - self.limit
+            del self.data[:drop]
+            self.base += drop
+        self.cond.notify_all()
+
     def append(self, text: bytes) -> list[bytes]:
-        """Add output; return the complete lines (for the hypervisor log's `(dN) ...`)."""
+        """console_io output: shown while the ring is unused; returns the complete lines (for
+        the hypervisor log's `(dN) ...`)."""
         with self.cond:
-            self.data += text
-            if len(self.data) > self.limit:
-                del self.data[:len(self.data) - self.limit]
-            self.cond.notify_all()
+            if not self.from_ring:
+                self._add(text)
         self.line += text
         *lines, rest = bytes(self.line).split(b"\n")
         self.line = bytearray(rest)
         return lines
+
+    def append_ring(self, text: bytes) -> None:
+        """Output xenconsoled read from the PV console ring."""
+        with self.cond:
+            if not self.from_ring:
+                self.from_ring = True
+                self.base += len(self.data)
+                self.data.clear()
+            self._add(text)
+
+    def read(self, offset: int, size: int) -> tuple[int, bytes]:
+        """(offset of the first byte returned, bytes) from absolute `offset`; a reader behind
+        what is kept resumes at the oldest byte kept. Call with `cond` held."""
+        start = max(offset, self.base)
+        return start, bytes(self.data[start - self.base:start - self.base + size])
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.data)
 
 
 class Domain:
@@ -103,8 +143,12 @@ class Domain:
         self.is_dying = False
         self.max_pages = 0
         self.tot_pages = 0
+        self.vm_assist = 0                 # VMASST_TYPE_* bits the guest enabled (vm_assist)
         self.layout: GuestLayout | None = None
         self.vgic = None                   # the arch layer's VGicV2, once the domain has RAM
+        self.vpl011 = None                 # arch.arm.vpl011.VPL011 after XEN_DOMCTL_vuart_op
+        self.vuart_console = ConsoleLog(from_ring=True)   # what xenconsoled read from it
+        self.vuart_input = bytearray()     # typed at `xl console -t vuart`
         self.p2m: P2M | None = None        # frames mapped over or beside RAM (grants, devices)
         self.evtchn = None                 # event_channel.EventChannels (evtchn_init)
         self.shared_info_gfn: int | None = None
@@ -144,6 +188,7 @@ class Domain:
         self.p2m = P2M(self)
         for v in self.vcpus:
             v.arch.p2m_extra = self.p2m.extra
+            v.arch.log_name = repr(v)      # "dNvM" in the hypervisor's messages about it
         arch_domain_init(self)
 
     def populate_magic(self, gfns: list[int]) -> None:
@@ -221,7 +266,7 @@ class Domain:
         return "".join(letters)
 
     def cpu_time_ns(self) -> int:
-        return sum(v.cpu_time_ns for v in self.vcpus)
+        return sum(v.cpu_time_now_ns() for v in self.vcpus)
 
     def release(self) -> None:
         """Free the domain's resources once no vCPU runs any more."""

@@ -94,7 +94,10 @@ def domaininfo(hv: "Hypervisor", d: "Domain") -> dict[str, Any]:
             "nr_online_vcpus": sum(v.online for v in d.vcpus), "max_vcpu_id": len(d.vcpus) - 1,
             "ssidref": 0, "handle": d.handle.hex(), "cpupool": 0,
             "shutdown_reason": d.shutdown_code if d.is_shutdown else -1,
-            "arch_config": {"xenpy_layout": d.layout.name if d.layout else None}}
+            "gpaddr_bits": D.GPADDR_BITS,
+            "arch_config": {"xenpy_layout": d.layout.name if d.layout else None,
+                            # arch_domain_create: the host DT's timer clock-frequency, if any
+                            "clock_frequency": hv.config.timer_clock_frequency}}
 
 
 def getdomaininfo(hv: "Hypervisor", domid: int) -> Reply:
@@ -190,7 +193,7 @@ def getvcpuinfo(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
         return -errno.ESRCH, {}
     v = d.vcpus[n]
     running = v.running_on is not None or (d.privileged and n == 0)
-    cpu_time = hv.dom0_cpu_time_ns() if d.privileged and n == 0 else v.cpu_time_ns
+    cpu_time = hv.dom0_cpu_time_ns() if d.privileged and n == 0 else v.cpu_time_now_ns()
     return 0, {"vcpu": n, "online": int(v.online), "blocked": int(v.online and not running),
                "running": int(running), "cpu_time": cpu_time, "cpu": v.processor}
 
@@ -403,3 +406,17 @@ def _unmap_mmio_regions(hv: "Hypervisor", d: "Domain", st: IomemState, gfn: int,
     if rc == 0:
         hv.log(f"memory_map:remove: d{d.domid} gfn={gfn:x} nr={nr:x}")
     return rc
+
+
+@op(D.XEN_DOMCTL_vuart_op)
+def vuart_op(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
+    """INIT a vPL011 whose backend is `console_domid`, ring at `gfn`; OUT: the event channel."""
+    from xenpy.arch.arm.vpl011 import domain_vpl011_init
+    if int(u.get("cmd", -1)) != D.XEN_DOMCTL_VUART_OP_INIT or \
+            int(u.get("type", -1)) != D.XEN_DOMCTL_VUART_TYPE_VPL011:
+        return -errno.EINVAL, {}
+    console_domid = int(u["console_domid"])
+    if console_domid not in hv.domains:
+        return -errno.ESRCH, {}
+    rc = domain_vpl011_init(d, int(u["gfn"]), console_domid)
+    return (rc, {}) if rc < 0 else (0, {"evtchn": rc})

@@ -89,6 +89,7 @@ class Channel:
     remote_port: int = 0
     virq: int = 0
     consumer: Consumer | None = None      # host-backed domain only: who takes its events
+    xen_consumer: Consumer | None = None  # a Xen-attached channel (vpl011): Xen takes its events
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def evtchn_destroy(d: "Domain") -> None:
         peers = [(ch.remote, ch.remote_port) for ch in st.chans[1:top]
                  if ch is not None and ch.state == ECS_INTERDOMAIN and ch.remote is not None]
     for port in range(top - 1, 0, -1):
-        close(d, port)
+        close(d, port, guest=False)
     clear_global_virq_handlers(d)
     for rd, rport in peers:
         evtchn_set_pending(rd, rport)
@@ -283,6 +284,10 @@ def _set_pending(d: "Domain", vcpu_id: int, ch: Channel, kicks: Kicks) -> None:
         return
     st: EventChannels = d.evtchn
     port = ch.port
+    if ch.xen_consumer is not None:       # Xen's own handler, not the guest, takes it
+        fn = ch.xen_consumer
+        kicks.append(lambda: fn(port))
+        return
     if st.host:
         if port not in st.host_pending:
             st.host_pending.add(port)
@@ -329,7 +334,7 @@ def _unmask(d: "Domain", ch: Channel, kicks: Kicks) -> None:
 def _free(d: "Domain", ch: Channel) -> None:
     _clear_pending(d, ch)            # so a rebind does not start with a stale event
     d.evtchn.free_hint = min(d.evtchn.free_hint, ch.port)
-    ch.state, ch.notify_vcpu_id, ch.consumer = ECS_FREE, 0, None
+    ch.state, ch.notify_vcpu_id, ch.consumer, ch.xen_consumer = ECS_FREE, 0, None, None
     ch.remote, ch.remote_port, ch.remote_domid, ch.virq = None, 0, 0, 0
 
 
@@ -366,6 +371,31 @@ def _get_free_port(d: "Domain") -> int:
         if rc != -errno.EBUSY:
             return rc
         port += 1
+
+
+# -- Xen-attached channels (alloc_unbound_xen_event_channel) -----------------------------------
+
+def alloc_unbound_xen(d: "Domain", remote_domid: int, fn: Consumer) -> int:
+    """A port of `d` that `remote_domid` may bind, whose events go to `fn(port)` in the
+    hypervisor instead of the guest (a device model's backend channel). Port or -errno."""
+    with d.evtchn.lock:
+        port = _get_free_port(d)
+        if port < 0:
+            return port
+        ch = d.evtchn.chans[port]
+        ch.state, ch.remote_domid, ch.xen_consumer = ECS_UNBOUND, remote_domid, fn
+    return port
+
+
+def notify_via_xen_event_channel(d: "Domain", port: int) -> None:
+    """Signal the remote end of a Xen-attached channel; nothing if it is not bound yet."""
+    kicks: Kicks = []
+    with _with_peer(d, port) as ch:
+        if ch is not None and ch.xen_consumer and ch.state == ECS_INTERDOMAIN:
+            assert ch.remote is not None
+            rch = ch.remote.evtchn.chans[ch.remote_port]
+            _set_pending(ch.remote, rch.notify_vcpu_id, rch, kicks)
+    _flush(kicks)
 
 
 # -- EVTCHNOP_* ---------------------------------------------------------------------------------
@@ -471,9 +501,12 @@ def _with_peer(cd: "Domain", port: int) -> Iterator[Channel | None]:
                 return
 
 
-def close(cd: "Domain", port: int) -> int:
+def close(cd: "Domain", port: int, *, guest: bool = True) -> int:
     with _with_peer(cd, port) as ch:
-        return -errno.EINVAL if ch is None else _close_locked(cd, ch)
+        # A guest cannot close a Xen-attached event channel (Xen can, as the domain dies).
+        if ch is None or (guest and ch.xen_consumer):
+            return -errno.EINVAL
+        return _close_locked(cd, ch)
 
 
 def _close_locked(d: "Domain", ch: Channel) -> int:
@@ -497,7 +530,7 @@ def _close_locked(d: "Domain", ch: Channel) -> int:
 def send(cd: "Domain", port: int) -> int:
     kicks: Kicks = []
     with _with_peer(cd, port) as ch:
-        if ch is None:
+        if ch is None or ch.xen_consumer:     # nor send through one
             return -errno.EINVAL
         if ch.state == ECS_INTERDOMAIN:
             peer = ch.remote
@@ -547,6 +580,8 @@ def bind_vcpu(cd: "Domain", port: int, vcpu: int) -> int:
     if ch is None:
         return -errno.EINVAL
     with st.lock:
+        if ch.xen_consumer:         # nor re-bind one
+            return -errno.EINVAL
         if ch.state == ECS_VIRQ and virq_type(ch.virq) != VIRQ_VCPU \
                 or ch.state in (ECS_UNBOUND, ECS_INTERDOMAIN):
             ch.notify_vcpu_id = vcpu

@@ -134,6 +134,7 @@ class HypervisorConfig:
     boot_log: tuple[str, ...] = ()        # what Xen printed while it read the boot modules
     deterministic: bool = False           # the instruction clock and the lock-step scheduler
     seed: int | None = None               # deterministic mode: vary the quanta reproducibly
+    timer_clock_frequency: int = 0        # the host DT's timer clock-frequency (0: none given)
 
 
 class Hypervisor:
@@ -158,6 +159,7 @@ class Hypervisor:
         # Consoles of recently destroyed domains, so `xl create -c` of a guest that is gone before
         # the console attaches still shows everything it printed (xenconsoled keeps logs too).
         self.dead_consoles: collections.OrderedDict[int, ConsoleLog] = collections.OrderedDict()
+        self.dead_guests_cpu_ns = 0    # CPU time of destroyed domUs: not dom0's either
         self.compile_info = {"compiler": f"Python {platform.python_version()}",
                              "compile_by": getpass.getuser()[:15], "compile_domain": "xenpy",
                              "compile_date": time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime())}
@@ -283,9 +285,10 @@ class Hypervisor:
     # -- domains -------------------------------------------------------------------------------------
 
     def dom0_cpu_time_ns(self) -> int:
-        """Dom0's userspace is this host process: its CPU time, less what guests used."""
+        """Dom0's userspace is this host process: its CPU time, less what guests used, the
+        destroyed ones included (their time was never dom0's)."""
         guests = sum(d.cpu_time_ns() for d in self.domains.values() if not d.privileged)
-        return max(0, time.process_time_ns() - guests)
+        return max(0, time.process_time_ns() - guests - self.dead_guests_cpu_ns)
 
     def free_pages(self) -> int:
         return self.total_pages - sum(d.tot_pages for d in self.domains.values())
@@ -342,6 +345,10 @@ class Hypervisor:
             return -errno.EINVAL
         if len(gfns) > self.free_pages():
             return -errno.ENOMEM
+        if d.max_pages and d.tot_pages + len(gfns) > d.max_pages:
+            # assign_pages(): the magic pages count against max_pages like RAM does.
+            self.log(f"d{d.domid}: Over-allocation: {d.tot_pages + len(gfns)} > {d.max_pages}")
+            return -errno.ENOMEM
         d.populate_magic(gfns)
         return 0
 
@@ -365,6 +372,7 @@ class Hypervisor:
         event_channel.evtchn_destroy(d)
         grant_table.gnttab_release(d)
         self.domains.pop(d.domid, None)
+        self.dead_guests_cpu_ns += d.cpu_time_ns()
         self.dead_consoles[d.domid] = d.console
         while len(self.dead_consoles) > 32:
             self.dead_consoles.popitem(last=False)

@@ -1,4 +1,4 @@
-"""HYPERVISOR_xen_version (Xen's common/kernel.c)."""
+"""HYPERVISOR_xen_version (Xen's common/kernel.c) and HYPERVISOR_vm_assist (common/domain.c)."""
 from __future__ import annotations
 
 import struct
@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 from xenpy.arch.arm.guestcopy import copy_from_guest, copy_to_guest
 from xenpy.common.hypercall import hypercall
 from xenpy.public import errno, version as V
-from xenpy.public.xen import HYPERVISOR_xen_version, PAGE_SIZE
+from xenpy.public.xen import (HYPERVISOR_vm_assist, HYPERVISOR_xen_version, PAGE_SIZE,
+                              VMASST_CMD_disable, VMASST_CMD_enable,
+                              VMASST_TYPE_runstate_update_flag)
 
 if TYPE_CHECKING:
     from xenpy.common.domain import Domain, Vcpu
@@ -58,3 +60,23 @@ def do_xen_version(v: "Vcpu", args: tuple[int, ...]) -> int:
     else:
         return -errno.ENOSYS
     return 0
+
+
+# arch_vm_assist_valid_mask() on ARM: the runstate update flag is the only assist.
+ARM_VM_ASSIST_VALID = 1 << VMASST_TYPE_runstate_update_flag
+
+
+@hypercall(HYPERVISOR_vm_assist)
+def do_vm_assist(v: "Vcpu", args: tuple[int, ...]) -> int:
+    """The x86 PV assists (4gb_segments, writable_pagetables, ...) are -EINVAL on ARM."""
+    cmd, type_ = args[0] & 0xFFFFFFFF, args[1] & 0xFFFFFFFF
+    if type_ >= 64 or not ARM_VM_ASSIST_VALID >> type_ & 1:
+        return -errno.EINVAL
+    d = v.domain
+    if cmd == VMASST_CMD_enable:
+        d.vm_assist |= 1 << type_
+        return 0
+    if cmd == VMASST_CMD_disable:
+        d.vm_assist &= ~(1 << type_)
+        return 0
+    return -errno.ENOSYS

@@ -157,7 +157,7 @@ class Scheduler:
                 v.domain.p2m.apply_pending(v)    # stage-2 changes made while it was running
             if v.domain.vgic is not None:
                 sample_timers(v)                 # a deadline may have passed while it waited
-            t0 = time.perf_counter_ns()
+            t0 = v.run_since_ns = time.perf_counter_ns()
             current_vcpu.v = v
             try:
                 why = v.arch.run() if v.arch is not None else Exit.DOWN
@@ -170,7 +170,8 @@ class Scheduler:
             if v.arch is not None and v.domain.vgic is not None:
                 sample_timers(v)
             with self.cond:
-                v.cpu_time_ns += time.perf_counter_ns() - t0
+                ran, v.run_since_ns = time.perf_counter_ns() - t0, None
+                v.cpu_time_ns += ran
                 v.last_ran = time.monotonic()
                 v.running_on = None
                 self.current[cpu] = None

@@ -58,8 +58,11 @@ def debug_keys(hv: "Hypervisor", keys: str) -> int:
             for d in list(hv.domains.values()):
                 hv.log(f"General information for domain {d.domid}:")
                 hv.log(f"    refcnt=1 dying={int(d.is_dying)} pause_count={d.pause_count}")
-                hv.log(f"    nr_pages={d.tot_pages} max_pages={d.max_pages} "
-                       f"handle={d.handle.hex()}")
+                h = d.handle.hex()
+                hv.log(f"    nr_pages={d.tot_pages} xenheap_pages=0 dirty_cpus={{}} "
+                       f"max_pages={d.max_pages}")
+                hv.log(f"    handle={h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]} "
+                       f"vm_assist={d.vm_assist:08x}")
                 for v in d.vcpus:
                     hv.log(f"    VCPU{v.vcpu_id}: CPU{v.processor} [has={'T' if v.running_on is not None else 'F'}] "
                            f"poll=0 upcall_pend={int(event_channel.vcpu_upcall_pending(v)) if d.vgic else 0} "

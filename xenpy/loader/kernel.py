@@ -3,7 +3,8 @@
 Two loaders exist in Xen on ARM and they do not agree, so both are modelled:
 - the toolstack's (libxenguest: xg_dom_armzimageloader.c and xg_dom_arm.c), used by `xl create`.
   It knows arm32 zImages and arm64 Images only, always loads a zImage at RAM base + 0x8000 and
-  copies the whole file;
+  copies the whole file; of a zImage header it checks only the magic (the end word is a size in
+  some ports and an end past the file's bytes, covering the BSS, in others);
 - the hypervisor's (xen/arch/arm/kernel.c and xen/common/device-tree/kernel.c), used for dom0
   and boot-time domains. It also takes uImages and gzip, places a position-independent zImage
   high in the first 128 MiB and copies only `end - start` bytes.
@@ -13,6 +14,7 @@ Every error is a LoaderError whose message is one line starting with the file's 
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -168,8 +170,21 @@ def _probe_image64(data: bytes, name: str, gzipped: bool) -> KernelImage | None:
                        text_offset=text_offset, arch="arm64", name=name, gzipped=gzipped)
 
 
-def _probe_zimage32(data: bytes, name: str, gzipped: bool) -> KernelImage:
+def _probe_zimage32(data: bytes, name: str, gzipped: bool, *, domu: bool) -> KernelImage:
     n = len(data)
+    if domu:
+        # xc_dom_probe_zimage32_kernel: a minimum size, then the magic. Nothing else in the
+        # header is looked at: the whole file is loaded, and the end word means different
+        # things to different ports (a size, or an end past the file that covers the BSS).
+        if n < ZIMAGE32_HEADER_LEN:
+            raise LoaderError(f"{name}: truncated header: {n} bytes, a zImage header needs "
+                              f"{ZIMAGE32_HEADER_LEN}")
+        magic = _le32(data, ZIMAGE32_MAGIC_OFFSET)
+        if magic != ZIMAGE32_MAGIC:
+            raise LoaderError(f"{name}: not a zImage / Image / uImage (bad magic 0x{magic:08x})")
+        return KernelImage("zImage", data, start=_le32(data, ZIMAGE32_START_OFFSET),
+                           end=_le32(data, ZIMAGE32_END_OFFSET), entry=0, length=n,
+                           text_offset=0, arch="arm32", name=name, gzipped=gzipped)
     if n >= ZIMAGE32_MAGIC_OFFSET + 4:
         magic = _le32(data, ZIMAGE32_MAGIC_OFFSET)
         if magic != ZIMAGE32_MAGIC:
@@ -177,6 +192,7 @@ def _probe_zimage32(data: bytes, name: str, gzipped: bool) -> KernelImage:
     if n < ZIMAGE32_HEADER_LEN:
         raise LoaderError(f"{name}: truncated header: {n} bytes, a zImage header needs "
                           f"{ZIMAGE32_HEADER_LEN}")
+    # The hypervisor's kernel_zimage32_probe copies end - start bytes, so it checks them.
     start = _le32(data, ZIMAGE32_START_OFFSET)
     end = _le32(data, ZIMAGE32_END_OFFSET)
     if end < start:
@@ -254,7 +270,7 @@ def probe(data: bytes, name: str = "kernel") -> KernelImage:
     if len(data) >= 4 and _be32(data, 0) == UIMAGE_MAGIC:
         raise _uimage_refused(name)
     img = _probe_image64(data, name, gzipped)
-    return img if img is not None else _probe_zimage32(data, name, gzipped)
+    return img if img is not None else _probe_zimage32(data, name, gzipped, domu=True)
 
 
 def probe_module(data: bytes, name: str = "kernel") -> KernelImage:
@@ -267,19 +283,60 @@ def probe_module(data: bytes, name: str = "kernel") -> KernelImage:
     if gzipped:
         data = _gunzip(data, name)
     img = _probe_image64(data, name, gzipped)
-    return img if img is not None else _probe_zimage32(data, name, gzipped)
+    return img if img is not None else _probe_zimage32(data, name, gzipped, domu=False)
 
 
-def load_kernel(path: str | os.PathLike[str], *, hypervisor: bool = False) -> KernelImage:
-    """Read and probe a kernel file; `hypervisor` selects the dom0 rules (probe_module)."""
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def read_image_file(path: str | os.PathLike[str], what: str = "kernel",
+                    max_size: int | None = None) -> bytes:
+    """Read a boot file (kernel, device tree, ramdisk) the toolstack loads into a domain.
+
+    Only a regular file is read (/dev/zero or a FIFO would never end), and no more than
+    `max_size` bytes (the domain's memory: a bigger file cannot fit, so it is refused before
+    it is read). Errors are one-line LoaderErrors naming the file."""
     name = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise LoaderError(f"{name}: no such kernel file") from None
+        raise LoaderError(f"{name}: no such {what} file") from None
     except OSError as e:
-        raise LoaderError(f"{name}: cannot read kernel ({e.strerror})") from None
+        raise LoaderError(f"{name}: cannot read {what} ({e.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = next((k for test, k in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        raise LoaderError(f"{name}: {what} is {kind}, not a regular file")
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        if max_size is not None and st.st_size > max_size:
+            raise LoaderError(f"{name}: {what} ({_kib(st.st_size)} KiB) is larger than the "
+                              f"domain's memory ({max_size >> 10} KiB)")
+        limit = st.st_size if max_size is None else max_size
+        try:
+            data = bytearray()
+            while len(data) <= limit:        # a file growing under us stops at the cap
+                chunk = f.read(min(1 << 20, limit + 1 - len(data)))
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as e:
+            raise LoaderError(f"{name}: cannot read {what} ({e.strerror})") from None
+    if max_size is not None and len(data) > max_size:
+        raise LoaderError(f"{name}: {what} grew past the domain's memory "
+                          f"({max_size >> 10} KiB) while it was read")
+    return bytes(data)
+
+
+def load_kernel(path: str | os.PathLike[str], *, hypervisor: bool = False,
+                max_size: int | None = None) -> KernelImage:
+    """Read and probe a kernel file; `hypervisor` selects the dom0 rules (probe_module);
+    `max_size` caps the read (the domain's memory)."""
+    name = os.fspath(path)
+    data = read_image_file(path, "kernel", max_size)
     return probe_module(data, name) if hypervisor else probe(data, name)
 
 

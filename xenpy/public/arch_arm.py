@@ -185,6 +185,11 @@ class GuestLayout:
         """GFN of the xenstore ring (HVM_PARAM_STORE_PFN) for a guest of `mem_bytes` RAM."""
         return self._magic_pfn(mem_bytes, XENSTORE_PFN_OFFSET)
 
+    def vuart_pfn(self, mem_bytes: int) -> int | None:
+        """GFN of the vPL011's ring (xg_dom_arm.c's vuart_gfn); None where there is none (4.4)."""
+        return None if self.nr_magic_pages <= VUART_PFN_OFFSET else \
+            self._magic_pfn(mem_bytes, VUART_PFN_OFFSET)
+
     def magic_pfns(self, mem_bytes: int) -> list[int]:
         """GFNs of every magic page the toolstack populates."""
         return [self._magic_pfn(mem_bytes, i) for i in range(self.nr_magic_pages)]

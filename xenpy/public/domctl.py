@@ -22,6 +22,7 @@ XEN_DOMCTL_iomem_permission = 20
 XEN_DOMCTL_getvcpuaffinity = 25
 XEN_DOMCTL_sendtrigger = 28
 XEN_DOMCTL_memory_mapping = 39
+XEN_DOMCTL_vuart_op = 81
 
 XEN_VCPUAFFINITY_HARD = 1
 XEN_VCPUAFFINITY_SOFT = 2
@@ -39,10 +40,14 @@ DOMINF_hap = 1 << 8
 DOMINF_shutdownshift = 16
 DOMINF_shutdownmask = 255
 
+XEN_DOMCTL_VUART_OP_INIT = 0
+XEN_DOMCTL_VUART_TYPE_VPL011 = 0
+GPADDR_BITS = 40          # what getdomaininfo reports: an LPAE stage-2 of 40 bits (Cortex-A7)
+
 XEN_DOMCTL_CDF_hvm = 1 << 0
 XEN_DOMCTL_CDF_hap = 1 << 1
 XEN_DOMCTL_CDF_xs_domain = 1 << 4
 
 NAMES = {v: k[len("XEN_DOMCTL_"):] for k, v in dict(globals()).items()
          if k.startswith("XEN_DOMCTL_") and k != "XEN_DOMCTL_INTERFACE_VERSION"
-         and not k.startswith("XEN_DOMCTL_CDF")}
+         and not k.startswith(("XEN_DOMCTL_CDF", "XEN_DOMCTL_VUART"))}

@@ -37,3 +37,14 @@ CONSOLEIO_read = 1
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
+
+# vm_assist (xen.h)
+VMASST_CMD_enable = 0
+VMASST_CMD_disable = 1
+VMASST_TYPE_4gb_segments = 0
+VMASST_TYPE_4gb_segments_notify = 1
+VMASST_TYPE_writable_pagetables = 2
+VMASST_TYPE_pae_extended_cr3 = 3
+VMASST_TYPE_architectural_iopl = 4
+VMASST_TYPE_runstate_update_flag = 5
+VMASST_TYPE_m2p_strict = 32

@@ -587,7 +587,8 @@ class XenStored:
         raise XsErr("EACCES")
 
     def _write_node(self, acc: Access, conn: Connection, name: str, node: Node, check_size: bool = True) -> None:
-        if check_size and quota_exceeded(self._limit(conn, "node-size"), node.acc_size()):
+        limit = self._limit(conn, "node-size") if check_size else 0
+        if limit and quota_exceeded(limit, node.acc_size()):   # no size to add up without a quota
             if acc.tx:
                 acc.tx.fail = True  # xenstored cannot undo a half-done change in a transaction
             raise XsErr("ENOSPC")

@@ -29,6 +29,7 @@ class SocketConnection(Connection):
         super().__init__(xs, PRIV_DOMID)  # socket clients are dom0 userspace: privileged
         self.sock = sock
         self.server = server
+        self.sel_events = 0               # what the selector waits for on this socket
 
     def flush(self) -> None:
         while self.out and not self.closed:
@@ -171,8 +172,9 @@ class SocketServer:
                 self._forget(conn)
                 continue
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
-            if self._sel.get_key(conn.sock).events != events:
+            if conn.sel_events != events:     # cheaper than asking the selector every loop
                 self._sel.modify(conn.sock, events, conn)
+                conn.sel_events = events
 
     def _accept(self) -> None:
         try:
@@ -184,6 +186,7 @@ class SocketServer:
         self._conns.append(conn)
         self.xs.add_connection(conn)
         self._sel.register(sock, selectors.EVENT_READ, conn)
+        conn.sel_events = selectors.EVENT_READ
 
     def _read(self, conn: SocketConnection) -> None:
         try:
@@ -195,22 +198,22 @@ class SocketServer:
         if not data:
             self.xs.drop_connection(conn)
             return
+        msgs: list[tuple[int, int, int, bytes]] = []
+        bad: BadClient | None = None
         with self.xs._serial:
             conn.inbuf += data
-        while True:
-            with self.xs._serial:
-                if conn.closed:
-                    return
-                try:
-                    msg = next(conn.messages(), None)
-                except BadClient as bad:
-                    self.xs.bad_client(conn, bad)
-                    return
-            if msg is None:
+            try:
+                msgs.extend(conn.messages())     # every complete request, in one go
+            except BadClient as e:               # ... up to a broken frame
+                bad = e
+        for msg in msgs:
+            if conn.closed:
                 return
             try:
-                self.xs.handle_message(conn, *msg)
+                self.xs.handle_message(conn, *msg)   # skips a connection stopped meanwhile
             except Exception as exc:  # keep serving everyone else
                 self.xs.log(f"xenstored: dropping {conn.describe()} after an internal error: {exc!r}")
                 self.xs.drop_connection(conn)
                 return
+        if bad is not None:
+            self.xs.bad_client(conn, bad)

@@ -8,6 +8,8 @@ An abort handler that returns to the faulting instruction without curing it (the
 again and again) is logged once too; that guest still runs its handler, so it is left to run.
 The vCPU is then parked as if in WFI: it cannot make progress, so it should not burn a pCPU other
 domains need; an interrupt resumes it, and it parks again at once if nothing changed.
+A fetch from an address the domain has no mapping for (a stage-2 prefetch abort) is logged once
+per vCPU too, as Xen logs the HSR, PC and GVA of an abort it reflects.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from xenpy.common.domain import Vcpu
 
 SCTLR_V = 1 << 13
+FSR_STAGE2 = (0x2, (1 << 9) | 0x22)     # the status a stage-2 fault is reflected with
 VECTOR_TABLE_SIZE = 0x20
 REPEATS = 1000      # the same abort this many times in a row: the handler never fixes it
 
@@ -34,6 +37,7 @@ class AbortWatch:
         self.logged = False
         self.same = 0                     # how many times in a row `first` was taken
         self.repeat_logged = False
+        self.stage2_logged = False
 
     def __call__(self, address: int, *, prefetch: bool, fsr: int, write: bool = False,
                  at: int | None = None, **kw: Any) -> None:
@@ -42,6 +46,10 @@ class AbortWatch:
         pc = arch.pc if at is None else at
         base = 0xFFFF0000 if arch.cp15("SCTLR") & SCTLR_V else arch.cp15("VBAR")
         at_vector = base <= (address if prefetch else pc) < base + VECTOR_TABLE_SIZE
+        if prefetch and fsr in FSR_STAGE2 and not self.stage2_logged:
+            self.stage2_logged = True
+            self._log(f"d{self.v.domain.domid}v{self.v.vcpu_id}: stage-2 prefetch abort: pc "
+                      f"{pc:#x} fault address {address & 0xFFFFFFFF:#x} (no mapping in the domain)")
         if not at_vector:
             abort = (prefetch, pc, address & 0xFFFFFFFF, fsr)
             self.same = self.same + 1 if abort == self.first else 1

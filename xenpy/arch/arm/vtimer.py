@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable
 from unicorn import UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED
 from unicorn.arm_const import UC_ARM_REG_CPSR, UC_ARM_REG_R0
 
-from xenpy.arch.arm.clock import NS_PER_TICK, HostClock
+from xenpy.arch.arm.clock import CNTFRQ as CNTFRQ_HZ, NS_PER_TICK, HostClock
 from xenpy.arch.arm.regs import RegBatch
 from xenpy.public.arch_arm import GUEST_TIMER_PHYS_NS_PPI, GUEST_TIMER_VIRT_PPI
 
