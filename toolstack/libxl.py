@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from toolstack.domcfg import DomainConfig
-from toolstack.libxl_arm import make_guest_dtb
+from toolstack.libxl_arm import RNG_SEED_SIZE, make_guest_dtb
 from toolstack.xc import Xc, XcError
 from xenpy.loader.kernel import LoaderError, load_kernel, place_domu
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
@@ -129,12 +129,27 @@ class Libxl:
                handle: uuidlib.UUID, extra: list[str]) -> None:
         layout = LAYOUTS[cfg.guest_layout or self.board_layout(domid)]
         version = self.xc.version()
+        ramdisk = self._read_ramdisk(cfg)
+        seed = os.urandom(RNG_SEED_SIZE)
+
+        def dtb_for(initrd: tuple[int, int] | None) -> bytes:
+            return make_guest_dtb(layout, nr_vcpus=cfg.maxvcpus, mem_bytes=mem_bytes,
+                                  cmdline=cfg.cmdline, initrd=initrd, rng_seed=seed,
+                                  xen_version=(version["major"], version["minor"]))
         try:
-            dtb = make_guest_dtb(layout, nr_vcpus=cfg.maxvcpus, mem_bytes=mem_bytes,
-                                 cmdline=cfg.cmdline, xen_version=(version["major"], version["minor"]))
+            # libxl sizes the tree with placeholder initrd bounds and fills them in once
+            # libxenguest has placed the ramdisk (libxl__arch_domain_finalise_hw_description).
+            # libxl 4.4 loaded a ramdisk but did not describe it in the tree.
+            described = ramdisk is not None and layout.magic_base is not None
+            dtb = dtb_for((0, 0) if described else None)
+            placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb),
+                                   ramdisk_size=len(ramdisk or b""))
+            if described:
+                assert placement.ramdisk_addr is not None
+                # vend is the segment's start plus the file's size (xc_dom_alloc_segment).
+                dtb = dtb_for((placement.ramdisk_addr, placement.ramdisk_addr + len(ramdisk)))
         except ValueError as e:
             raise CreateError(f"{cfg.name}: {e}") from None
-        placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb))
         self.xc.domain_setmaxmem(domid, cfg.maxmem << 10)
         try:
             self.xc.populate_physmap(domid, layout.ram_base >> 12, mem_bytes >> 12)
@@ -147,6 +162,9 @@ class Libxl:
             ram[placement.load_addr - base:placement.load_addr - base + len(placement.image)] = \
                 placement.image
             ram[placement.dtb_addr - base:placement.dtb_addr - base + len(dtb)] = dtb
+            if ramdisk is not None and placement.ramdisk_addr is not None:
+                off = placement.ramdisk_addr - base
+                ram[off:off + len(ramdisk)] = ramdisk
         finally:
             ram.close()
         self.xc.vcpu_setcontext(domid, 0, pc=placement.entry, r0=0, r1=0xFFFFFFFF,
@@ -191,6 +209,17 @@ class Libxl:
         path.write_text(json.dumps({"domid": domid, "config": cfg.to_json(),
                                     "source": {"path": os.path.abspath(cfg.source), "extra": extra}},
                                    indent=4))
+
+    @staticmethod
+    def _read_ramdisk(cfg: DomainConfig) -> bytes | None:
+        """The ramdisk file as it is: on ARM libxenguest places it itself, so never unzips it."""
+        if cfg.ramdisk is None:
+            return None
+        try:
+            with open(cfg.ramdisk, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise CreateError(f"{cfg.ramdisk}: cannot read ramdisk ({e.strerror})") from None
 
     def _iomem(self, domid: int, cfg: DomainConfig) -> None:
         """iomem = ["START,NUM[@GFN]"]: give the domain the machine pages, then map them at GFN
