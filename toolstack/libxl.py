@@ -206,7 +206,9 @@ class Libxl:
         self.xs.introduce(domid, store_pfn, store_port)
         path = userdata_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"domid": domid, "config": cfg.to_json(),
+        config = cfg.to_json()
+        config["c_info"]["uuid"] = str(handle)     # the domain's, generated when the cfg has none
+        path.write_text(json.dumps({"domid": domid, "config": config,
                                     "source": {"path": os.path.abspath(cfg.source), "extra": extra}},
                                    indent=4))
 

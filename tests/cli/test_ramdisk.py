@@ -2,12 +2,13 @@
 names it in the guest's device tree (/chosen linux,initrd-start / linux,initrd-end)."""
 from __future__ import annotations
 
+import json
 import os
 import struct
 
 import pytest
 
-from tests.daemon import xl
+from tests.daemon import run, xl
 from toolstack.libxl_arm import parse_dtb_summary
 from toolstack.xc import SocketTransport, Xc
 
@@ -105,3 +106,21 @@ def test_missing_ramdisk_is_one_line(board, tmp_path):
     assert "Traceback" not in r.stderr
     assert "nope.img" in r.stderr.strip().splitlines()[-1]
     assert "rdmissing" not in xl("list", env=board).stdout
+
+
+
+def test_list_long_shows_the_generated_uuid(board, tmp_path):
+    """A cfg without uuid= gets one at create; `xl list -l` shows that one, the one in XenStore's
+    /vm path (which a guest reads as /sys/hypervisor/uuid), not the cfg's zeros."""
+    (tmp_path / "rd.img").write_bytes(b"x")
+    r = xl("create", "-p", write_cfg(tmp_path, "rduuid", 32, "current", tmp_path / "rd.img"),
+           env=board)
+    assert r.returncode == 0, r.stderr
+    try:
+        entry = json.loads(xl("list", "-l", "rduuid", env=board).stdout)[0]
+        uuid = entry["config"]["c_info"]["uuid"]
+        assert uuid != "00000000-0000-0000-0000-000000000000"
+        r = run("toolstack.xenstore_cli", "read", f"/local/domain/{entry['domid']}/vm", env=board)
+        assert r.stdout.strip() == f"/vm/{uuid}", r.stdout + r.stderr
+    finally:
+        xl("destroy", "rduuid", env=board)
