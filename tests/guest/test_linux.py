@@ -102,7 +102,8 @@ def test_shell_on_hvc0(board, cache):
     con, sh = boot_to_shell(board, cache, "linux.cfg", "linux")
     try:
         rc, out = sh.run("uname -a", CMD_TIMEOUT)
-        assert rc == 0 and re.search(r"^Linux xenpy 6\.\d+\.\d+-\S*armmp-lpae .* armv7l", out, re.M), out
+        assert rc == 0 and re.search(r"^Linux xenpy 6\.\d+\.\d+-\S*armmp-lpae .* armv7l", out,
+                                     re.M), out
         rc, before = sh.run("cat /proc/interrupts", CMD_TIMEOUT)
         assert rc == 0, before
         ticks = interrupt_count(before, 27, "arch_timer")     # the virtual timer PPI
