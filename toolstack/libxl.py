@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolstack.domcfg import DomainConfig
-from toolstack.libxl_arm import make_guest_dtb
+from toolstack.libxl_arm import RNG_SEED_SIZE, make_guest_dtb
 from toolstack.xc import SocketTransport, Xc, XcError
 from toolstack.xs import XsError
 from xenpy.loader.kernel import LoaderError, load_kernel, place_domu, read_image_file
@@ -171,19 +171,34 @@ class Libxl:
         info = self.xc.domain_getinfo(domid) or {}
         partial = (read_image_file(cfg.device_tree, "device tree", mem_bytes)
                    if cfg.device_tree else None)
+        ramdisk = self._read_ramdisk(cfg)
+        seed = os.urandom(RNG_SEED_SIZE)
+
+        def dtb_for(initrd: tuple[int, int] | None) -> bytes:
+            return make_guest_dtb(layout, nr_vcpus=cfg.maxvcpus, mem_bytes=mem_bytes,
+                                  cmdline=cfg.cmdline, initrd=initrd, rng_seed=seed,
+                                  xen_version=(version["major"], version["minor"]),
+                                  clock_frequency=info.get("arch_config", {}).get("clock_frequency"),
+                                  gpaddr_bits=info.get("gpaddr_bits"), vuart=cfg.vuart,
+                                  iomem=[(start if gfn is None else gfn, number)
+                                         for start, number, gfn in cfg.iomem],
+                                  partial_fdt=partial, partial_name=str(cfg.device_tree))
         try:
-            dtb = make_guest_dtb(layout, nr_vcpus=cfg.maxvcpus, mem_bytes=mem_bytes,
-                                 cmdline=cfg.cmdline, xen_version=(version["major"], version["minor"]),
-                                 clock_frequency=info.get("arch_config", {}).get("clock_frequency"),
-                                 gpaddr_bits=info.get("gpaddr_bits"), vuart=cfg.vuart,
-                                 iomem=[(start if gfn is None else gfn, number)
-                                        for start, number, gfn in cfg.iomem],
-                                 partial_fdt=partial, partial_name=str(cfg.device_tree))
+            # libxl sizes the tree with placeholder initrd bounds and fills them in once
+            # libxenguest has placed the ramdisk (libxl__arch_domain_finalise_hw_description).
+            # libxl 4.4 loaded a ramdisk but did not describe it in the tree.
+            described = ramdisk is not None and layout.magic_base is not None
+            dtb = dtb_for((0, 0) if described else None)
+            placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb),
+                                   ramdisk_size=len(ramdisk or b""))
+            if described:
+                assert placement.ramdisk_addr is not None
+                # vend is the segment's start plus the file's size (xc_dom_alloc_segment).
+                dtb = dtb_for((placement.ramdisk_addr, placement.ramdisk_addr + len(ramdisk)))
         except ValueError as e:
             msg = str(e)
             raise CreateError(msg if cfg.device_tree and msg.startswith(f"{cfg.device_tree}:")
                               else f"{cfg.name}: {msg}") from None
-        placement = place_domu(image, layout, mem_bytes, dtb_size=len(dtb))
         self.detail("xc_dom_mem_init", f"mem {mem_bytes >> 20} MB, pages 0x{mem_bytes >> 12:x} "
                     f"pages, 4k each (guest layout {layout.name})")
         self.detail("xc_dom_build_image", f"kernel at 0x{placement.load_addr:x}, device tree "
@@ -202,6 +217,9 @@ class Libxl:
             ram[placement.load_addr - base:placement.load_addr - base + len(placement.image)] = \
                 placement.image
             ram[placement.dtb_addr - base:placement.dtb_addr - base + len(dtb)] = dtb
+            if ramdisk is not None and placement.ramdisk_addr is not None:
+                off = placement.ramdisk_addr - base
+                ram[off:off + len(ramdisk)] = ramdisk
         finally:
             ram.close()
         self.xc.vcpu_setcontext(domid, 0, pc=placement.entry, r0=0, r1=0xFFFFFFFF,
@@ -245,7 +263,10 @@ class Libxl:
         self.xs.introduce(domid, store_pfn, store_port)
         path = userdata_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"domid": domid, "config": config_json or cfg.to_json(),
+        if config_json is None:
+            config_json = cfg.to_json()
+            config_json["c_info"]["uuid"] = str(handle)  # the domain's, generated if the cfg has none
+        path.write_text(json.dumps({"domid": domid, "config": config_json,
                                     "source": {"path": os.path.abspath(cfg.source), "extra": extra}},
                                    indent=4))
 
@@ -263,6 +284,17 @@ class Libxl:
                            ("ring-ref", gfn), ("limit", 1048576), ("type", "xenconsoled")):
             self.xs.write(f"{front}/{key}", str(value))
         self.xs.set_perms(front, ["n0", f"r{domid}"])
+
+    @staticmethod
+    def _read_ramdisk(cfg: DomainConfig) -> bytes | None:
+        """The ramdisk file as it is: on ARM libxenguest places it itself, so never unzips it."""
+        if cfg.ramdisk is None:
+            return None
+        try:
+            with open(cfg.ramdisk, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise CreateError(f"{cfg.ramdisk}: cannot read ramdisk ({e.strerror})") from None
 
     def _iomem(self, domid: int, cfg: DomainConfig) -> None:
         """iomem = ["START,NUM[@GFN]"]: give the domain the machine pages, then map them at GFN

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from xenpy.common.domain import Domain, Vcpu
 
 PAGE = 0x1000
+MPIDR_SMP = 1 << 31
 
 
 def arch_domain_init(d: "Domain") -> None:
@@ -32,6 +33,10 @@ def arch_domain_init(d: "Domain") -> None:
         a = v.arch
         assert a is not None
         n = v.vcpu_id
+        # vcpu_initialise(): the MPIDR the guest reads is MPIDR_SMP | the vCPU's affinity
+        # (Aff0 = id % 16, Aff1 = id / 16), the value the DT's cpu@ reg and PSCI CPU_ON name.
+        # Unicorn's own MPIDR is 0x80000000 on every vCPU: Linux then sees its CPUs as one.
+        a.set_cp15("VMPIDR", MPIDR_SMP | (n & 0xF) | (n >> 4) << 8)
         a.irq_pending = lambda n=n: vgic.has_deliverable(n)
         a.map_mmio(d.layout.gicd_base, GICD_SIZE,
                    lambda off, size, n=n: vgic.dist_read(n, off, size),
