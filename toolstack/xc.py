@@ -269,6 +269,12 @@ class Xc:
         return int(self._call("hvm_get_param", {"op": "hvm_op", "cmd": 1, "domid": domid,
                                                 "index": index})[1]["value"])
 
+    # -- the board's GDB stub (xenpy/board/gdbstub.py) -------------------------------------------
+
+    def gdbserver(self, domid: int, cmd: str, host: str = "127.0.0.1", port: int = 0) -> dict[str, Any]:
+        return self._call(f"gdbserver {cmd}", {"op": "gdbserver", "cmd": cmd, "domid": domid,
+                                                "host": host, "port": port})[1]
+
     def host_shutdown(self, reason: int = 0) -> None:
         from xenpy.public.sched import SCHEDOP_shutdown
         self._call("shutdown", {"op": "sched_op", "cmd": SCHEDOP_shutdown, "reason": reason})

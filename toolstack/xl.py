@@ -360,7 +360,9 @@ def cmd_info(ns: argparse.Namespace) -> int:
 def build_parser(name: str) -> argparse.ArgumentParser:
     fn, usage, help_ = COMMANDS[name]
     p = argparse.ArgumentParser(prog=f"xl {name}", description=help_, add_help=True)
-    if name == "create":
+    if name in PARSERS:
+        PARSERS[name](p)
+    elif name == "create":
         p.add_argument("-c", dest="console", action="store_true", help="connect to the console after creation")
         p.add_argument("-p", dest="paused", action="store_true", help="leave the domain paused after creation")
         p.add_argument("-n", "--dry-run", dest="dry_run", action="store_true", help="parse the config only")
@@ -389,6 +391,16 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         p.add_argument("domain")
     p.set_defaults(func=fn)
     return p
+
+
+# -- commands in modules of their own: NAME, USAGE, HELP, add_arguments(parser), run(ns, libxl) --
+
+from toolstack import xl_gdbserver  # noqa: E402
+
+PARSERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+for _mod in (xl_gdbserver,):
+    COMMANDS[_mod.NAME] = (lambda ns, m=_mod: m.run(ns, libxl), _mod.USAGE, _mod.HELP)
+    PARSERS[_mod.NAME] = _mod.add_arguments
 
 
 def usage() -> str:

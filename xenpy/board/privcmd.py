@@ -5,6 +5,9 @@ A request is a marshalled hypercall from domain 0: {"op": "domctl" | "sysctl" | 
 {"ret": int, "out": {...}}; mmap_foreign also passes the domain's RAM file descriptor (as privcmd's
 mmap of foreign frames does), so the toolstack writes a guest's memory directly.
 
+"gdbserver" starts (cmd "start"), reports on ("status") or ends ("stop") the GDB remote stub of a
+domain: a TCP listener in the board (xenpy/board/gdbstub.py), as Xen's gdbsx is a dom0 service.
+
 One request is not a hypercall: "devmem" reads a register of a board device at its machine
 address, as dom0's /dev/mem does (dom0 keeps the board's devices mapped 1:1, including those it
 passes through; Xen's own console UART excepted).
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from xenpy.arch.arm import hvm
-from xenpy.board import gntdev
+from xenpy.board import gdbstub, gntdev
 from xenpy.board.evtchn_dev import EvtchnDevice
 from xenpy.common import event_channel, grant_table
 from xenpy.common.domctl import do_domctl
@@ -65,6 +68,8 @@ class Privcmd:
                 return self._event_channel_op(req), None
             if op == "devmem":
                 return self._devmem(req), None
+            if op == "gdbserver":
+                return self._gdbserver(req), None
             if op == "hvm_op":
                 rc, value = hvm.hvm_param_op(dom0, int(req["cmd"]), int(req["domid"]),
                                              int(req["index"]), int(req.get("value", 0)))
@@ -148,6 +153,19 @@ class Privcmd:
                     return {"ret": -errno.EPERM, "out": {}}
                 return {"ret": 0, "out": {"value": dev.read(0, addr - dev.base, size)}}
         return {"ret": -errno.ENXIO, "out": {}}
+
+    def _gdbserver(self, req: dict[str, Any]) -> dict[str, Any]:
+        domid, cmd = int(req["domid"]), req["cmd"]
+        if cmd == "start":
+            ret, out = gdbstub.start(self.hv, domid, str(req.get("host", "127.0.0.1")),
+                                     int(req.get("port", 0)))
+        elif cmd == "status":
+            ret, out = gdbstub.status(domid)
+        elif cmd == "stop":
+            ret, out = gdbstub.stop(domid)
+        else:
+            ret, out = -errno.EINVAL, {}
+        return {"ret": ret, "out": out}
 
     def _gnttab_seed(self, req: dict[str, Any]) -> dict[str, Any]:
         """The domain builder's grant-table seeding (xc_dom_gnttab_seed): the reserved console

@@ -137,6 +137,7 @@ class ArmVcpu:
         self._exit: Exit | None = None
         self._fault: tuple[int, bool, bool] | None = None   # (address, write, fetch)
         self.hypercalls = 0
+        self.emu_count = 0     # a debugger's single step runs one instruction (0: no limit)
 
     # -- registers ---------------------------------------------------------------------------
 
@@ -192,7 +193,7 @@ class ArmVcpu:
             woken = False
             pc |= 1 if cpsr & PSR_T else 0
             try:
-                self.uc.emu_start(pc, UNTIL)
+                self.uc.emu_start(pc, UNTIL, count=self.emu_count)
                 self._note_stop_point()
             except UcError:
                 self._last_access, self._stop_in_mmio = None, False
