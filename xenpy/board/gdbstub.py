@@ -94,6 +94,9 @@ class GdbStub:
         self.dbg = {v.vcpu_id: debug.VcpuDebug(v.arch, self._on_hit)
                     for v in d.vcpus if v.arch is not None}
         self.points: set[tuple[int, int, int]] = set()
+        # Write watchpoints' guest-physical bytes, to notice writes no vCPU of this domain made:
+        # another domain's or dom0's, through a grant. (kind, va, len) -> (chunks, last bytes)
+        self.watched: dict[tuple[int, int, int], tuple[list[tuple[int, int]], bytes]] = {}
         self.no_ack = self._no_ack_next = False
         self._buf = b""
         self._closed = False
@@ -150,10 +153,42 @@ class GdbStub:
         with self.lock:
             if not self.holding:
                 return
+            for key, (chunks, _old) in self.watched.items():
+                self.watched[key] = (chunks, self._phys_bytes(chunks))
             self.holding = False
             self.running = True
             self.hit.clear()
         self.hv.domain_unpause(self.d)
+
+    def _phys_bytes(self, chunks: list[tuple[int, int]]) -> bytes:
+        arch = self.dbg[0].arch
+        return b"".join(arch.read_phys(ipa, n) or b"" for ipa, n in chunks)
+
+    def on_event(self, _port: int) -> None:
+        """An event for the domain (from the sender's thread): a peer that wrote a watched word
+        through a grant notifies after writing, so look before the guest can take the upcall."""
+        if self.watched and self.running:
+            self._external_write()
+
+    def _external_write(self) -> None:
+        """A watched range changed with no vCPU hook seeing it: someone else wrote it (another
+        domain through a grant, or dom0). Stops the domain as a hit would; gdb compares the
+        values and reports the change. Checked when an event arrives and every 50 ms."""
+        for (kind, va, _len), (chunks, old) in list(self.watched.items()):
+            if self._phys_bytes(chunks) != old:
+                with self.lock:
+                    if not self.running:
+                        return
+                    self.running = False
+                    self.d.pause_count += 1
+                    self.holding = True
+                    tid = self.g_thread if self.g_thread > 0 else 1
+                    self.stop_reply = f"T{SIGTRAP:02x}{_WATCH_NAME[kind]}:{va:x};thread:{tid:x};"
+                for v in self.d.vcpus:
+                    if v.arch is not None:
+                        v.arch.stop()
+                self.hit.set()
+                return
 
     def _vcpu(self, tid: int) -> "Vcpu | None":
         n = tid - 1 if tid > 0 else 0
@@ -203,6 +238,8 @@ class GdbStub:
         """While the domain runs: a hit, Ctrl-C from gdb, or the domain's end. None: gdb left."""
         assert self.conn is not None
         while True:
+            if self.watched:
+                self._external_write()
             if self.hit.wait(0.05):
                 self.hv.scheduler.deschedule(self.d.vcpus)
                 return self.stop_reply
@@ -236,6 +273,7 @@ class GdbStub:
             return
         self.srv.close()                 # one session, as gdbserver without --multi
         self.conn, self.connected, self.peer = conn, True, f"{peer[0]}:{peer[1]}"
+        self.d.debugger = self
         try:
             if self.alive:
                 self._pause(adopt=True)
@@ -247,6 +285,8 @@ class GdbStub:
             self._finish()
 
     def _finish(self) -> None:
+        if self.d.debugger is self:
+            self.d.debugger = None
         with _stubs_lock:
             if _stubs.get(self.d.domid) is self:
                 del _stubs[self.d.domid]
@@ -402,6 +442,12 @@ class GdbStub:
             else:
                 dbg.remove(kind, addr, length)
         (self.points.add if insert else self.points.discard)((kind, addr, length))
+        key = (kind, addr, length)
+        if kind in (debug.WRITE_WATCH, debug.ACCESS_WATCH) and insert:
+            chunks = self._dbg().ipa_chunks(addr, length)
+            self.watched[key] = (chunks, self._phys_bytes(chunks))
+        elif not insert:
+            self.watched.pop(key, None)
         return "OK"
 
     def _continue(self) -> str | None:

@@ -119,6 +119,7 @@ class Domain:
         self._mem_bytes = 0
         self.unknown_hypercalls: set[int] = set()
         self.created = time.monotonic()
+        self.debugger = None               # the board's gdb stub while one is attached
         self.lock = threading.RLock()
 
     # -- memory ---------------------------------------------------------------------------------

@@ -283,6 +283,8 @@ def _set_pending(d: "Domain", vcpu_id: int, ch: Channel, kicks: Kicks) -> None:
         return
     st: EventChannels = d.evtchn
     port = ch.port
+    if d.debugger is not None:            # gdb watches memory a peer may have written (gdbstub)
+        d.debugger.on_event(port)
     if st.host:
         if port not in st.host_pending:
             st.host_pending.add(port)

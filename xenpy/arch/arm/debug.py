@@ -126,6 +126,10 @@ class VcpuDebug:
             pos += n
         return out
 
+    def ipa_chunks(self, va: int, length: int) -> list[tuple[int, int]]:
+        """Where [va, va+length) is in guest-physical memory now (the translatable part)."""
+        return self._chunks(va, length)
+
     def read_mem(self, va: int, length: int) -> bytes:
         """As many bytes from va as are readable (RAM or mapped frames), maybe none."""
         parts = []
