@@ -522,8 +522,12 @@ class GdbStub:
             return "".join(f"{r}\n" for r in rows) or "no grants\n"
         if word == "vgic":
             return _vgic_text(self.d)
+        if word == "cp15":
+            state = debug.cp15_state(self._dbg().arch)
+            return "".join(f"{name:<10} {value:#x}\n" for name, value in state.items())
         return ("monitor commands: evtchn (this domain's ports), grants (its grant entries), "
-                "vgic (its virtual GIC's pending and enabled interrupts)\n")
+                "vgic (its virtual GIC's pending and enabled interrupts), cp15 (the current "
+                "vCPU's system registers)\n")
 
 
 def evtchn_table(d: "Domain") -> list[dict[str, Any]]:

@@ -1,0 +1,145 @@
+"""The gdb stub at the protocol level: a remote-serial-protocol client of our own against a
+running timer guest, while another timer guest keeps its deadlines on the same board."""
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+
+from tests.daemon import ROOT, TIMEOUT, rows, wait_for, xl
+from tests.guest.test_gdbstub import start_gdbserver
+
+TIMER = "examples/timer/timer.cfg"
+
+
+class Rsp:
+    """Just enough of gdb's side of the protocol: packets with checksums, acks, Ctrl-C."""
+
+    def __init__(self, port: int) -> None:
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.buf = b""
+
+    def send(self, body: str) -> None:
+        data = body.encode("latin-1")
+        self.s.sendall(b"$" + data + b"#" + f"{sum(data) & 0xFF:02x}".encode())
+
+    def recv(self) -> str:
+        while True:
+            start = self.buf.find(b"$")
+            end = self.buf.find(b"#", start)
+            if start >= 0 and end >= 0 and len(self.buf) >= end + 3:
+                body, csum = self.buf[start + 1:end], self.buf[end + 1:end + 3]
+                self.buf = self.buf[end + 3:]
+                assert int(csum, 16) == sum(body) & 0xFF, (body, csum)
+                self.s.sendall(b"+")
+                return body.decode("latin-1")
+            chunk = self.s.recv(65536)
+            assert chunk, "the stub closed the connection"
+            self.buf += chunk
+
+    def ask(self, body: str) -> str:
+        self.send(body)
+        return self.recv()
+
+    def close(self) -> None:
+        self.s.close()
+
+
+def state(env, name: str) -> str | None:
+    row = rows(xl("list", env=env).stdout).get(name)
+    return row[3] if row else None
+
+
+def test_stop_step_interrupt_detach_and_kill(board):
+    env = board
+    r = xl("create", TIMER, 'name="dbg"', "extra=\"ticks=20000 period_us=1000\"", env=env)
+    assert r.returncode == 0, r.stderr
+    stub, port = start_gdbserver(env, "dbg")
+    gdb = Rsp(port)
+    try:
+        assert "qXfer:features:read+" in gdb.ask("qSupported:multiprocess+;xmlRegisters=arm")
+        xml = gdb.ask("qXfer:features:read:target.xml:0,3fff")
+        assert xml.startswith("l") and 'name="org.gnu.gdb.arm.vfp"' in xml and '<reg name="d31"' in xml
+        stop = gdb.ask("?")
+        assert re.fullmatch(r"T05thread:1;", stop), stop
+        assert gdb.ask("qfThreadInfo") == "m1" and gdb.ask("qsThreadInfo") == "l"
+        assert gdb.ask("qC") == "QC1"
+        regs = gdb.ask("g")
+        assert len(regs) == 2 * (17 * 4 + 32 * 8 + 4)          # r0-pc, cpsr, d0-d31, fpscr
+        pc = int.from_bytes(bytes.fromhex(regs[15 * 8:16 * 8]), "little")
+        assert gdb.ask("pf") == regs[15 * 8:16 * 8]
+        assert 0x80008000 <= pc < 0x80400000
+        assert gdb.ask("m0,4") == "E14"                         # nothing mapped at VA 0
+        code = gdb.ask(f"m{pc:x},4")
+        assert re.fullmatch(r"[0-9a-f]{8}", code)
+        assert state(env, "dbg")[2] == "p"                      # stopped for gdb: paused
+
+        # Another domain keeps every tick on time while this one is stopped.
+        other = xl("create", "-c", TIMER, 'name="other"', 'extra="ticks=300 period_us=1000"',
+                   env=env)
+        assert other.stdout.splitlines()[-1] == "Test result: SUCCESS", other.stdout
+        assert state(env, "dbg")[2] == "p"
+
+        # A single step moves this vCPU only; the domain stays stopped.
+        step = gdb.ask("vCont;s:1;c")
+        assert re.fullmatch(r"T05thread:1;", step), step
+        assert state(env, "dbg")[2] == "p"
+
+        # continue, then Ctrl-C: SIGINT with the thread.
+        gdb.send("vCont;c")
+        assert wait_for(lambda: state(env, "dbg")[2] != "p", 30), "the domain never resumed"
+        gdb.s.sendall(b"\x03")
+        stop = gdb.recv()
+        assert re.fullmatch(r"T02thread:1;", stop), stop
+        assert state(env, "dbg")[2] == "p"
+
+        # A hardware breakpoint on the IRQ vector: the next tick stops there.
+        cp15 = bytes.fromhex(gdb.ask("qRcmd," + b"cp15".hex())).decode()
+        vbar = int(re.search(r"^VBAR\s+(0x[0-9a-f]+)$", cp15, flags=re.M).group(1), 16)
+        assert vbar
+        assert gdb.ask(f"Z1,{vbar + 0x18:x},4") == "OK"
+        stop = gdb.ask("c")
+        assert re.fullmatch(r"T05thread:1;", stop), stop
+        pc = int.from_bytes(bytes.fromhex(gdb.ask("pf")), "little")
+        assert pc == vbar + 0x18
+        cpsr = int.from_bytes(bytes.fromhex(gdb.ask("p10")), "little")
+        assert cpsr & 0x1F == 0x12                              # taken: IRQ mode
+        assert gdb.ask(f"z1,{vbar + 0x18:x},4") == "OK"
+        assert gdb.ask("Z9,0,0") == ""                          # not a kind gdb has
+
+        assert gdb.ask("D") == "OK"
+        out, _ = stub.communicate(timeout=TIMEOUT)
+        assert "gdb session ended" in out
+        assert wait_for(lambda: state(env, "dbg")[2] != "p", 30), "detach left the domain paused"
+    finally:
+        gdb.close()
+        stub.kill()
+
+    # A second session kills the domain.
+    stub, port = start_gdbserver(env, "dbg")
+    gdb = Rsp(port)
+    try:
+        assert gdb.ask("?").startswith("T05")
+        gdb.send("k")
+        assert wait_for(lambda: state(env, "dbg") is None, 30), "k left the domain alive"
+        out, _ = stub.communicate(timeout=TIMEOUT)
+        assert "gdb session ended" in out
+    finally:
+        gdb.close()
+        stub.kill()
+
+
+def test_gdbserver_errors(board):
+    env = board
+    r = xl("gdbserver", "nosuch", env=env)
+    assert r.returncode == 1 and r.stderr.strip() == "nosuch is an invalid domain identifier (rc=-6)", r.stderr
+    r = xl("gdbserver", "Domain-0", env=env)
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("xl gdbserver: domain 0: it runs no guest code (Domain-0, or no "
+                                "memory yet)"), r.stderr
+    r = xl("gdbserver", "--listen", "nohost", "x", env=env)
+    assert r.returncode == 1 and "is not HOST:PORT" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "toolstack.xl", "gdbserver", "--help"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0 and "target remote" in r.stdout and "--listen HOST:PORT" in r.stdout
