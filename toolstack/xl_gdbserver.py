@@ -69,10 +69,10 @@ def run(ns: argparse.Namespace, libxl) -> int:
     try:
         out = lx.xc.gdbserver(domid, "start", host, port)
     except XcError as e:
-        why = {-errno.EBUSY: "a gdb stub already serves it",
-               -errno.EINVAL: "it runs no guest code (Domain-0, or no memory yet)",
-               -errno.EADDRINUSE: f"{host}:{port} is in use",
-               -errno.EACCES: f"no permission to listen on {host}:{port}"}.get(e.errno, str(e))
+        why = {errno.EBUSY: "a gdb stub already serves it",
+               errno.EINVAL: "it runs no guest code (Domain-0, or no memory yet)",
+               errno.EADDRINUSE: f"{host}:{port} is in use",
+               errno.EACCES: f"no permission to listen on {host}:{port}"}.get(e.errno, str(e))
         print(f"xl gdbserver: domain {domid}: {why}", file=sys.stderr)
         return 1
     print(f"Listening on {out['host']}:{out['port']} for gdb (domain {domid}): "
