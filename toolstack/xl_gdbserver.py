@@ -72,6 +72,7 @@ def run(ns: argparse.Namespace, libxl) -> int:
         why = {errno.EBUSY: "a gdb stub already serves it",
                errno.EINVAL: "it runs no guest code (Domain-0, or no memory yet)",
                errno.EADDRINUSE: f"{host}:{port} is in use",
+               errno.EADDRNOTAVAIL: f"cannot listen on {host}:{port}",
                errno.EACCES: f"no permission to listen on {host}:{port}"}.get(e.errno, str(e))
         print(f"xl gdbserver: domain {domid}: {why}", file=sys.stderr)
         return 1

@@ -138,6 +138,8 @@ def test_gdbserver_errors(board):
     assert r.returncode == 1
     assert r.stderr.strip() == ("xl gdbserver: domain 0: it runs no guest code (Domain-0, or no "
                                 "memory yet)"), r.stderr
+    r = xl("gdbserver", "--listen", "no.such.host.invalid:1234", "Domain-0", env=env)
+    assert r.returncode == 1 and "it runs no guest code" in r.stderr
     r = xl("gdbserver", "--listen", "nohost", "x", env=env)
     assert r.returncode == 1 and "is not HOST:PORT" in r.stderr
     r = subprocess.run([sys.executable, "-m", "toolstack.xl", "gdbserver", "--help"], cwd=ROOT,

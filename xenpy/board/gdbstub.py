@@ -55,8 +55,12 @@ def start(hv: "Hypervisor", domid: int, host: str, port: int) -> tuple[int, dict
             return -errno.EBUSY, {"port": _stubs[domid].port}
         try:
             stub = GdbStub(hv, d, host, port)
+        except socket.gaierror:
+            return -errno.EADDRNOTAVAIL, {}      # no such host name
+        except OverflowError:
+            return -errno.EINVAL, {}
         except OSError as e:
-            return -(e.errno or errno.EINVAL), {}
+            return -(abs(e.errno or 0) or errno.EADDRNOTAVAIL), {}
         _stubs[domid] = stub
     stub.start()
     return 0, {"host": host, "port": stub.port}
