@@ -55,12 +55,10 @@ def start(hv: "Hypervisor", domid: int, host: str, port: int) -> tuple[int, dict
             return -errno.EBUSY, {"port": _stubs[domid].port}
         try:
             stub = GdbStub(hv, d, host, port)
-        except socket.gaierror:
-            return -errno.EADDRNOTAVAIL, {}      # no such host name
         except OverflowError:
             return -errno.EINVAL, {}
-        except OSError as e:
-            return -(abs(e.errno or 0) or errno.EADDRNOTAVAIL), {}
+        except OSError as e:       # a negative errno is getaddrinfo's: no such host
+            return -(e.errno if e.errno and e.errno > 0 else errno.EADDRNOTAVAIL), {}
         _stubs[domid] = stub
     stub.start()
     return 0, {"host": host, "port": stub.port}
