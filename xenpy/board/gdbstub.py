@@ -520,8 +520,10 @@ class GdbStub:
         if word == "evtchn":
             return "".join(f"{_evtchn_line(c)}\n" for c in evtchn_table(self.d)) or "no ports\n"
         if word == "grants":
-            rows = grant_table.dump_table(self.d) if hasattr(grant_table, "dump_table") else []
-            return "".join(f"{r}\n" for r in rows) or "no grants\n"
+            return "".join(f"ref {r['ref']:5d} flags {r['flags']:#06x} to dom {r['domid']:<5d} "
+                           f"frame {r['frame']:#07x} mapped by "
+                           f"{','.join(str(m['domid']) for m in r['mapped_by']) or '-'}\n"
+                           for r in grant_table.table_entries(self.d)) or "no grants\n"
         if word == "vgic":
             return _vgic_text(self.d)
         if word == "cp15":

@@ -6,6 +6,7 @@ issue a domctl; a version mismatch is -EACCES as on Xen.
 """
 from __future__ import annotations
 
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -146,6 +147,40 @@ def setvcpucontext(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
                      r2=int(c.get("r2", 0)), cpsr=int(c.get("cpsr", 0x400001D3)),
                      sctlr=int(c.get("sctlr", 0x00C50078)))
     return d.set_vcpu_context(int(u["vcpu"]), ctx), {}
+
+
+@op(D.XEN_DOMCTL_getvcpucontext)
+def getvcpucontext(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
+    """The vCPU's registers (vcpu_guest_context: user_regs with every mode's banks, sctlr,
+    ttbcr, ttbr0/1), read while it is held off its pCPU, as Xen pauses it. Beyond Xen's fields:
+    `xenpy` has the mode name and the CP15 registers the model knows (a register dump)."""
+    from xenpy.arch.arm import debug
+    n = int(u["vcpu"])
+    if not 0 <= n < len(d.vcpus):
+        return -errno.ESRCH, {}
+    v = d.vcpus[n]
+    if v.arch is None:
+        return -errno.EINVAL, {}          # no CPU state: no memory yet, or host-backed dom0
+    sched = hv.scheduler
+    deadline = time.monotonic() + 5.0
+    while not sched.try_hold(v):
+        if v.arch is not None:
+            v.arch.stop()
+        if time.monotonic() > deadline:
+            return -errno.EBUSY, {}
+        time.sleep(0.001)
+    try:
+        if v.arch is None:
+            return -errno.EINVAL, {}
+        ctx = debug.vcpu_context(v.arch)
+        cp15 = debug.cp15_state(v.arch)
+    finally:
+        sched.release([v])
+    user_regs = {k: ctx.pop(k) for k in list(ctx) if k not in ("sctlr", "ttbcr", "ttbr0", "ttbr1")}
+    return 0, {"vcpu": n, "ctxt": {"user_regs": user_regs, **ctx,
+                                   "flags": 1 if v.online else 0},      # VGCF_online
+               "xenpy": {"mode": debug.mode_name(user_regs["cpsr"]), "cp15": cp15,
+                         "online": v.online, "blocked": v.blocked}}
 
 
 @op(D.XEN_DOMCTL_getvcpuinfo)

@@ -812,6 +812,35 @@ def dump_table(cd: "Domain", dom: int) -> int:
     return GNTST_okay
 
 
+def table_entries(d: "Domain") -> list[dict]:
+    """The entries in use with who maps them: GNTTABOP_dump_table's content, as data for dom0's
+    `xenpy gnttab list` (mapped_by comes from every domain's maptrack)."""
+    gt = _table(d)
+    if gt is None:
+        return []
+    mapped: dict[int, list[dict]] = {}
+    for other in list(d.hv.domains.values()):
+        ot = _table(other)
+        if ot is None:
+            continue
+        with ot.map_lock:
+            for handle, m in ot.mappings():
+                if m.rgt is gt:
+                    mapped.setdefault(m.ref, []).append(
+                        {"domid": other.domid, "handle": handle,
+                         "readonly": bool(m.flags & GNTMAP_readonly)})
+    rows = []
+    with gt.lock:
+        for ref in range(gt.nr_grant_frames * ENTRIES_PER_FRAME):
+            flags, domid, frame = gt.entry(ref)
+            if not flags & GTF_type_mask and ref not in mapped:
+                continue
+            act = gt.active.get(ref)
+            rows.append({"ref": ref, "flags": flags, "domid": domid, "frame": frame,
+                         "pin": act.pin if act else 0, "mapped_by": mapped.get(ref, [])})
+    return rows
+
+
 def set_version(d: "Domain", version: int) -> tuple[int, int]:
     """GNTTABOP_set_version for the calling domain: (rc, version now in force)."""
     gt = _table(d)

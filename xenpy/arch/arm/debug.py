@@ -200,3 +200,42 @@ def cp15_state(arch: "ArmVcpu") -> dict[str, int]:
     """The CP15 registers the hypervisor knows by name (a vcpu dump)."""
     return {name: arch.cp15(name) for name in CP15}
 
+
+
+_MODES = {"usr": 0x10, "fiq": 0x11, "irq": 0x12, "svc": 0x13, "abt": 0x17, "und": 0x1B,
+          "sys": 0x1F}
+
+
+def vcpu_context(arch: "ArmVcpu") -> dict[str, int]:
+    """struct vcpu_guest_context's user_regs (arm32 names: every mode's banked SP, LR and SPSR,
+    the FIQ bank of r8-r12) plus sctlr, ttbcr, ttbr0, ttbr1. Only while the vCPU is off its pCPU:
+    the banks are read by switching CPSR's mode and back."""
+    from unicorn.arm_const import (UC_ARM_REG_LR, UC_ARM_REG_PC, UC_ARM_REG_R0, UC_ARM_REG_SP,
+                                   UC_ARM_REG_SPSR)
+    uc = arch.uc
+    cpsr = uc.reg_read(UC_ARM_REG_CPSR)
+    ctx: dict[str, int] = {}
+    try:
+        uc.reg_write(UC_ARM_REG_CPSR, (cpsr & ~0x1F) | _MODES["sys"])   # user's registers
+        for n in range(13):
+            ctx[f"r{n}_usr"] = uc.reg_read(UC_ARM_REG_R0 + n)
+        ctx["sp_usr"], ctx["lr_usr"] = uc.reg_read(UC_ARM_REG_SP), uc.reg_read(UC_ARM_REG_LR)
+        for mode in ("irq", "svc", "abt", "und", "fiq"):
+            uc.reg_write(UC_ARM_REG_CPSR, (cpsr & ~0x1F) | _MODES[mode])
+            ctx[f"lr_{mode}"], ctx[f"sp_{mode}"] = (uc.reg_read(UC_ARM_REG_LR),
+                                                    uc.reg_read(UC_ARM_REG_SP))
+            ctx[f"spsr_{mode}"] = uc.reg_read(UC_ARM_REG_SPSR)
+            if mode == "fiq":
+                for n in range(8, 13):
+                    ctx[f"r{n}_fiq"] = uc.reg_read(UC_ARM_REG_R0 + n)
+    finally:
+        uc.reg_write(UC_ARM_REG_CPSR, cpsr)
+    ctx["pc32"] = uc.reg_read(UC_ARM_REG_PC)
+    ctx["cpsr"] = cpsr
+    for name in ("SCTLR", "TTBCR", "TTBR0", "TTBR1"):
+        ctx[name.lower()] = arch.cp15(name)
+    return ctx
+
+
+def mode_name(cpsr: int) -> str:
+    return next((m for m, v in _MODES.items() if v == cpsr & 0x1F), f"{cpsr & 0x1F:#x}")
