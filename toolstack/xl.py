@@ -395,10 +395,10 @@ def build_parser(name: str) -> argparse.ArgumentParser:
 
 # -- commands in modules of their own: NAME, USAGE, HELP, add_arguments(parser), run(ns, libxl) --
 
-from toolstack import xl_gdbserver  # noqa: E402
+from toolstack import xl_gdbserver, xl_top  # noqa: E402
 
 PARSERS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
-for _mod in (xl_gdbserver,):
+for _mod in (xl_gdbserver, xl_top):
     COMMANDS[_mod.NAME] = (lambda ns, m=_mod: m.run(ns, libxl), _mod.USAGE, _mod.HELP)
     PARSERS[_mod.NAME] = _mod.add_arguments
 

@@ -31,6 +31,18 @@ if TYPE_CHECKING:
     from xenpy.common.hypervisor import Hypervisor
 
 
+class VcpuStats:
+    """Per-vCPU event counters behind `xl top`: plain increments where each trap is already
+    handled (hypercalls are ArmVcpu.hypercalls). Exit classes as Jailhouse counts them."""
+    __slots__ = ("mmio", "virq", "vsgi", "psci", "wfi", "evtchn_sends")
+
+    def __init__(self) -> None:
+        self.mmio = self.virq = self.vsgi = self.psci = self.wfi = self.evtchn_sends = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
 class Vcpu:
     """A vCPU as the scheduler sees it."""
 
@@ -59,6 +71,7 @@ class Vcpu:
         self.runstate = RUNSTATE_offline
         self.runstate_entry = time.monotonic_ns()
         self.runstate_time = [0, 0, 0, 0]         # ns in running, runnable, blocked, offline
+        self.stats = VcpuStats()
 
     @property
     def runnable(self) -> bool:

@@ -191,8 +191,11 @@ def getvcpuinfo(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
     v = d.vcpus[n]
     running = v.running_on is not None or (d.privileged and n == 0)
     cpu_time = hv.dom0_cpu_time_ns() if d.privileged and n == 0 else v.cpu_time_ns
+    stats = v.stats.as_dict()
+    stats["hypercalls"] = v.arch.hypercalls if v.arch is not None else 0
     return 0, {"vcpu": n, "online": int(v.online), "blocked": int(v.online and not running),
-               "running": int(running), "cpu_time": cpu_time, "cpu": v.processor}
+               "running": int(running), "cpu_time": cpu_time, "cpu": v.processor,
+               "xenpy_stats": stats}     # beyond Xen's fields: the counters behind xl top
 
 
 def _cpumap(cpus: list[int] | None, nr: int) -> frozenset[int] | None:

@@ -804,6 +804,8 @@ def do_event_channel_op(v: "Vcpu", args: tuple[int, ...]) -> int:
     if cmd in (EVTCHNOP_close, EVTCHNOP_send, EVTCHNOP_unmask):
         (port,) = PORT_ONLY.unpack(copy_from_guest(a, arg, PORT_ONLY.size))
         op = {EVTCHNOP_close: close, EVTCHNOP_send: send, EVTCHNOP_unmask: unmask}[cmd]
+        if cmd == EVTCHNOP_send:
+            v.stats.evtchn_sends += 1
         return op(d, port)
     if cmd == EVTCHNOP_status:
         raw = copy_from_guest(a, arg, STATUS.size)

@@ -144,6 +144,7 @@ class Hypervisor:
     # -- traps -------------------------------------------------------------------------------------
 
     def on_psci(self, v: Vcpu) -> None:
+        v.stats.psci += 1
         vpsci.do_psci(v)
 
     def has_pending_interrupt(self, v: Vcpu) -> bool:

@@ -169,6 +169,7 @@ class Scheduler:
                 v.running_on = None
                 self.current[cpu] = None
                 if why is Exit.WFI:
+                    v.stats.wfi += 1
                     if v.wake_pending or self.hv.has_pending_interrupt(v):
                         v.wake_pending = False
                     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from xenpy.arch.arm.vgic import VgicAccessError
-from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SIZE, GICC_SIZE, VGicV2
+from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SGIR, GICD_SIZE, GICC_SIZE, VGicV2
 from xenpy.arch.arm.vtimer import VTimer, now_count
 
 if TYPE_CHECKING:
@@ -34,21 +34,39 @@ def arch_domain_init(d: "Domain") -> None:
         a.irq_pending = lambda n=n: vgic.has_deliverable(n)
         a.irq_masked = lambda v=v: hv.scheduler.masked_irq(v)
         a.map_mmio(d.layout.gicd_base, GICD_SIZE,
-                   lambda off, size, n=n: vgic.dist_read(n, off, size),
-                   lambda off, size, val, n=n: vgic.dist_write(n, off, size, val))
+                   lambda off, size, v=v: _gicd_read(v, off, size),
+                   lambda off, size, val, v=v: _gicd_write(v, off, size, val))
         a.map_mmio(d.layout.gicc_base, gicc_size,
                    lambda off, size, v=v: _gicc_read(v, off, size),
                    lambda off, size, val, v=v: _gicc_write(v, off, size, val))
         v.vtimer = VTimer(a, cntvoff, on_write=lambda v=v: hv.timer_written(v))
 
 
+def _gicd_read(v: "Vcpu", off: int, size: int) -> int:
+    v.stats.mmio += 1
+    return v.domain.vgic.dist_read(v.vcpu_id, off, size)
+
+
+def _gicd_write(v: "Vcpu", off: int, size: int, val: int) -> None:
+    v.stats.mmio += 1
+    if off == GICD_SGIR:
+        v.stats.vsgi += 1
+    v.domain.vgic.dist_write(v.vcpu_id, off, size, val)
+
+
 def _gicc_read(v: "Vcpu", off: int, size: int) -> int:
+    v.stats.mmio += 1
     if off == GICC_IAR:
         sample_timers(v)       # the timer line may have dropped since the vCPU last trapped
+        irq = v.domain.vgic.cpu_read(v.vcpu_id, off, size)
+        if irq & 0x3FF < 1020:
+            v.stats.virq += 1  # an interrupt taken (1020-1023 are special: nothing pending)
+        return irq
     return v.domain.vgic.cpu_read(v.vcpu_id, off, size)
 
 
 def _gicc_write(v: "Vcpu", off: int, size: int, val: int) -> None:
+    v.stats.mmio += 1
     v.domain.vgic.cpu_write(v.vcpu_id, off, size, val)
     if off == GICC_EOIR:
         sample_timers(v)       # a still-expired timer is pending again at once, a reprogrammed one not
