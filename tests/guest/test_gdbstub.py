@@ -70,6 +70,8 @@ p page.cmd
 p notifications
 shell {python} -m toolstack.xl list gntcmd
 monitor evtchn
+monitor grants
+monitor vgic
 echo @@step\\n
 step
 step
@@ -167,6 +169,14 @@ def test_gdb_debugs_the_gntcmd_guest(board, gntcmd_elf, tmp_path):
     # monitor evtchn (gdb writes a monitor command's output to stderr in batch mode): the
     # command port dom0 bound, as pending and masked while the ISR runs.
     assert re.search(r"^port\s+\d+ interdomain\s+dom 0 port \d+\s+vcpu 0", gdb.stderr, flags=re.M), gdb.stderr
+
+    # monitor grants: the command page (ref 2) is mapped by dom0; monitor vgic: PPI 31, the
+    # event-channel upcall, is enabled and active while its handler runs.
+    assert re.search(r"^ref     2 flags 0x001[89] to dom 0\s+frame 0x8[0-9a-f]{4} mapped by 0$",
+                     gdb.stderr, flags=re.M), gdb.stderr
+    vgic = re.search(r"^vcpu0: enabled ([\d,]+); pending ([-\d,]+); active ([-\d,]+)$",
+                     gdb.stderr, flags=re.M)
+    assert vgic and "31" in vgic.group(1).split(",") and "31" in vgic.group(3).split(","), gdb.stderr
 
     # step: from `notifications++` to the ISR's closing brace, then out of it.
     assert re.search(r"^66\t\}$", s["step"], flags=re.M), s["step"]

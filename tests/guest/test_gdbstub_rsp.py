@@ -145,3 +145,37 @@ def test_gdbserver_errors(board):
     r = subprocess.run([sys.executable, "-m", "toolstack.xl", "gdbserver", "--help"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0 and "target remote" in r.stdout and "--listen HOST:PORT" in r.stdout
+
+
+def test_each_vcpu_is_a_thread(board):
+    """A two-vCPU guest, paused before it ran: two threads, each with its own registers; the
+    secondary vCPU is offline until the guest starts it with PSCI CPU_ON."""
+    env = board
+    r = xl("create", "-p", "examples/hello/hello.cfg", 'name="two"', 'on_poweroff="preserve"',
+           env=env)
+    assert r.returncode == 0, r.stderr
+    stub, port = start_gdbserver(env, "two")
+    gdb = Rsp(port)
+    try:
+        assert gdb.ask("qfThreadInfo") == "m1,2"
+        assert bytes.fromhex(gdb.ask("qThreadExtraInfo,1")).decode() == "vcpu0 (paused)"
+        assert bytes.fromhex(gdb.ask("qThreadExtraInfo,2")).decode() == "vcpu1 (offline)"
+        assert gdb.ask("T2") == "OK" and gdb.ask("T3") == "E02"
+        assert gdb.ask("Hg1") == "OK"
+        pc0 = int.from_bytes(bytes.fromhex(gdb.ask("pf")), "little")
+        assert pc0 == 0x80008000                                  # the kernel's entry
+        assert gdb.ask("Hg2") == "OK" and gdb.ask("qC") == "QC2"
+        assert int.from_bytes(bytes.fromhex(gdb.ask("pf")), "little") == 0
+        assert gdb.ask("Hg3") == "E02"
+        # Registers written through gdb are the vCPU's: r0 of vCPU 1, not of vCPU 0.
+        assert gdb.ask("P0=78563412") == "OK"
+        assert gdb.ask("p0") == "78563412"
+        assert gdb.ask("Hg1") == "OK" and gdb.ask("p0") == "00000000"
+        # Run to the end: the guest starts vCPU 1, prints SUCCESS and shuts down.
+        assert gdb.ask("c") == "W00"
+    finally:
+        gdb.close()
+        stub.kill()
+    out = xl("console", "two", env=env).stdout
+    xl("destroy", "two", env=env)
+    assert "Test result: SUCCESS" in out, out

@@ -296,8 +296,10 @@ class GdbStub:
             self.conn.close()
 
     def _detach(self) -> None:
-        """Leave the domain as gdb found it, minus the stop: no hooks, no pause of ours."""
+        """Leave the domain as gdb found it, minus the stop: no hooks, no pause of ours. (gdb may
+        have gone while the domain ran: hooks are only changed with every vCPU off its pCPU.)"""
         if self.alive:
+            self._pause()
             for dbg in self.dbg.values():
                 dbg.clear()
             self._resume()
@@ -571,15 +573,18 @@ def _evtchn_line(r: dict[str, Any]) -> str:
 
 
 def _vgic_text(d: "Domain") -> str:
+    """Per vCPU: the interrupts enabled, pending and active in the domain's vGIC."""
     vgic = d.vgic
     if vgic is None:
         return "no vGIC\n"
-    fn = getattr(vgic, "describe", None)
-    if fn is not None:
-        return fn()
     lines = []
     for v in d.vcpus:
-        lines.append(f"vcpu{v.vcpu_id}: deliverable {bool(vgic.has_deliverable(v.vcpu_id))}")
+        n = v.vcpu_id
+        sets = {what: [i for i in range(vgic.nr_irqs) if test(n, i)]
+                for what, test in (("enabled", vgic.is_enabled), ("pending", vgic.is_pending),
+                                   ("active", vgic.is_active))}
+        lines.append(f"vcpu{n}: " + "; ".join(
+            f"{what} {','.join(map(str, irqs)) or '-'}" for what, irqs in sets.items()))
     return "\n".join(lines) + "\n"
 
 
