@@ -285,6 +285,22 @@ class Xc:
     def vcpu_getcontext(self, domid: int, vcpu: int) -> dict[str, Any]:
         return self.domctl(D.XEN_DOMCTL_getvcpucontext, domid, {"vcpu": vcpu})
 
+    # -- the trace buffer (xc_tbuf_*) --------------------------------------------------------------
+
+    def tbuf_op(self, cmd: int, **u: Any) -> dict[str, Any]:
+        return self.sysctl(S.XEN_SYSCTL_tbuf_op, {"cmd": cmd, **u})[1]
+
+    def trace_read(self, since: int = 0) -> list[dict[str, Any]]:
+        """Every event in the buffer from sequence number `since`, read in pieces (a privcmd
+        message is bounded)."""
+        events: list[dict[str, Any]] = []
+        while True:
+            out = self._call("trace read", {"op": "trace_read", "since": since})[1]
+            if not out["events"]:
+                return events
+            events += out["events"]
+            since = out["next"]
+
     # -- the board's GDB stub (xenpy/board/gdbstub.py) -------------------------------------------
 
     def gdbserver(self, domid: int, cmd: str, host: str = "127.0.0.1", port: int = 0) -> dict[str, Any]:

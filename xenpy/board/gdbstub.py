@@ -20,7 +20,6 @@ from __future__ import annotations
 import select
 import socket
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from xenpy.arch.arm import debug

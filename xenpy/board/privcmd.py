@@ -8,6 +8,7 @@ mmap of foreign frames does), so the toolstack writes a guest's memory directly.
 "gdbserver" starts (cmd "start"), reports on ("status") or ends ("stop") the GDB remote stub of a
 domain: a TCP listener in the board (xenpy/board/gdbstub.py), as Xen's gdbsx is a dom0 service.
 
+"trace_read" returns the trace buffer's events (xentrace maps Xen's trace pages instead).
 "evtchn_inject" (set a port pending) and "gnttab_dump" (a domain's grant entries and who maps
 them) are dom0's introspection aids, as QEMU's xen-event-inject and GNTTABOP_dump_table.
 
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from xenpy import trace
 from xenpy.arch.arm import hvm
 from xenpy.board import gdbstub, gntdev
 from xenpy.board.evtchn_dev import EvtchnDevice
@@ -78,6 +80,10 @@ class Privcmd:
                 return self._evtchn_inject(req), None
             if op == "gnttab_dump":
                 return self._gnttab_dump(req), None
+            if op == "trace_read":
+                events, nxt = trace.read(int(req.get("since", 0)),
+                                         min(int(req.get("limit", 2000)), 2000))
+                return {"ret": 0, "out": {"events": events, "next": nxt}}, None
             if op == "hvm_op":
                 rc, value = hvm.hvm_param_op(dom0, int(req["cmd"]), int(req["domid"]),
                                              int(req["index"]), int(req.get("value", 0)))

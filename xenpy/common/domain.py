@@ -14,6 +14,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from xenpy import trace
 from xenpy.arch.arm.domain import arch_domain_init
 from xenpy.arch.arm.guestcopy import copy_from_guest
 from xenpy.arch.arm.p2m import P2M
@@ -214,6 +215,8 @@ class Domain:
                 return
             self.is_shutdown = True
             self.shutdown_code = reason
+        if trace.ENABLED:
+            trace.emit("dom_shutdown", None, domid=self.domid, reason=reason)
         self.hv.log(f"Domain {self.domid} shutdown: {SHUTDOWN_NAMES.get(reason, reason)}")
         for v in self.vcpus:
             if v.arch is not None:

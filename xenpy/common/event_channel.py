@@ -36,6 +36,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Union
 
+from xenpy import trace
 from xenpy.arch.arm.guestcopy import copy_from_guest, copy_to_guest
 from xenpy.common.hypercall import hypercall
 from xenpy.public import errno
@@ -285,6 +286,10 @@ def _set_pending(d: "Domain", vcpu_id: int, ch: Channel, kicks: Kicks) -> None:
     port = ch.port
     if d.debugger is not None:            # gdb watches memory a peer may have written (gdbstub)
         d.debugger.on_event(port)
+    if trace.ENABLED:
+        flow = trace.flow_start(d.domid, vcpu_id) if not st.host else None
+        trace.emit("evtchn_set_pending", None, domid=d.domid, port=port, notify_vcpu=vcpu_id,
+                   flow=flow)
     if st.host:
         if port not in st.host_pending:
             st.host_pending.add(port)
@@ -505,13 +510,26 @@ def send(cd: "Domain", port: int) -> int:
             peer = ch.remote
             assert peer is not None
             rch = peer.evtchn.chans[ch.remote_port]
+            if trace.ENABLED:
+                trace.emit("evtchn_send", current_vcpu_of(cd), domid=cd.domid, port=port,
+                           remote_domid=peer.domid, remote_port=ch.remote_port)
             _set_pending(peer, rch.notify_vcpu_id, rch, kicks)
         elif ch.state == ECS_IPI:
+            if trace.ENABLED:
+                trace.emit("evtchn_send", current_vcpu_of(cd), domid=cd.domid, port=port,
+                           remote_domid=cd.domid, remote_port=port)
             _set_pending(cd, ch.notify_vcpu_id, ch, kicks)
         elif ch.state != ECS_UNBOUND:     # unbound: the notification is silently dropped
             return -errno.EINVAL
     _flush(kicks)
     return 0
+
+
+def current_vcpu_of(d: "Domain") -> "Vcpu | None":
+    """The vCPU of `d` running on this thread (a hypercall's caller), if any: for the trace."""
+    from xenpy.arch.arm.p2m import current_vcpu
+    v = getattr(current_vcpu, "v", None)
+    return v if v is not None and v.domain is d else None
 
 
 def status(cd: "Domain", dom: int, port: int) -> ChannelStatus | int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import traceback
 from typing import TYPE_CHECKING, Callable
 
+from xenpy import trace
 from xenpy.arch.arm.guestcopy import GuestFault
 from xenpy.public import errno
 from xenpy.public.xen import HYPERCALL_NAMES
@@ -31,6 +32,16 @@ def hypercall(nr: int) -> Callable[[Handler], Handler]:
 
 
 def dispatch(v: "Vcpu", nr: int, args: tuple[int, ...]) -> int:
+    if not trace.ENABLED:
+        return _dispatch(v, nr, args)
+    t0 = trace.now()
+    ret = _dispatch(v, nr, args)
+    trace.emit("hypercall", v, t0=t0, nr=nr, name=HYPERCALL_NAMES.get(nr, str(nr)),
+               arg0=args[0], ret=ret)
+    return ret
+
+
+def _dispatch(v: "Vcpu", nr: int, args: tuple[int, ...]) -> int:
     handler = HYPERCALLS.get(nr)
     d = v.domain
     if handler is None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from xenpy import trace
 from xenpy.arch.arm.vgic import VgicAccessError
 from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SGIR, GICD_SIZE, GICC_SIZE, VGicV2
 from xenpy.arch.arm.vtimer import VTimer, now_count
+from xenpy.public.arch_arm import GUEST_EVTCHN_PPI
 
 if TYPE_CHECKING:
     from xenpy.common.domain import Domain, Vcpu
@@ -61,12 +63,23 @@ def _gicc_read(v: "Vcpu", off: int, size: int) -> int:
         irq = v.domain.vgic.cpu_read(v.vcpu_id, off, size)
         if irq & 0x3FF < 1020:
             v.stats.virq += 1  # an interrupt taken (1020-1023 are special: nothing pending)
+            if trace.ENABLED:
+                _trace_irq(v, irq & 0x3FF)
         return irq
     return v.domain.vgic.cpu_read(v.vcpu_id, off, size)
 
 
+def _trace_irq(v: "Vcpu", irq: int) -> None:
+    if irq == GUEST_EVTCHN_PPI:
+        trace.emit("upcall", v, irq=irq, flows=trace.flow_end(v.domain.domid, v.vcpu_id))
+    else:
+        trace.emit("irq", v, irq=irq)
+
+
 def _gicc_write(v: "Vcpu", off: int, size: int, val: int) -> None:
     v.stats.mmio += 1
+    if trace.ENABLED and off == GICC_EOIR:
+        trace.emit("eoi", v, irq=val & 0x3FF)
     v.domain.vgic.cpu_write(v.vcpu_id, off, size, val)
     if off == GICC_EOIR:
         sample_timers(v)       # a still-expired timer is pending again at once, a reprogrammed one not
