@@ -124,6 +124,10 @@ def chrome_trace(events: list[dict[str, Any]], names: dict[int, str] | None = No
                 flow_from[e["flow"]] = s
                 out.append({"name": "notify", "cat": "evtchn", "ph": "s", "id": e["flow"],
                             "pid": s["pid"], "tid": s["tid"], "ts": s["ts"]})
+                if e.get("running"):      # taken by the upcall handler the vCPU is running
+                    out.append({"name": "notify", "cat": "evtchn", "ph": "f", "bp": "e",
+                                "id": e["flow"], "pid": pid, "tid": e["notify_vcpu"],
+                                "ts": _us(e["ns"])})
             out.append({"name": "evtchn_set_pending", "cat": "evtchn", "ph": "i", "s": "p",
                         "pid": pid, "tid": DOM_TID, "ts": _us(e["ns"]), "args": args})
             tracks.add((pid, DOM_TID))
@@ -146,7 +150,19 @@ def chrome_trace(events: list[dict[str, Any]], names: dict[int, str] | None = No
                         "pid": pid, "tid": tid, "ts": _us(e["ns"]), "args": args})
             tracks.add((pid, tid))
 
-    out += _nested(slices)
+    _nested(slices)
+    # A flow binds to the slice enclosing its end; one that lands outside every slice of its
+    # thread (a handler cut short at a deschedule) gets a slice of no length to bind to.
+    by_track: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for s in slices:
+        by_track.setdefault((s["pid"], s["tid"]), []).append(s)
+    for ev in [ev for ev in out if ev["ph"] in ("s", "f")]:
+        if not any(x["ts"] <= ev["ts"] <= x["ts"] + x["dur"]
+                   for x in by_track.get((ev["pid"], ev["tid"]), [])):
+            slices.append({"name": "evtchn", "cat": "evtchn", "ph": "X", "pid": ev["pid"],
+                           "tid": ev["tid"], "ts": ev["ts"], "dur": 0.0, "args": {}})
+            tracks.add((ev["pid"], ev["tid"]))
+    out += slices
     meta = [{"name": "process_name", "ph": "M", "pid": PCPU_PID, "tid": 0,
              "args": {"name": "pCPUs"}}]
     meta += [{"name": "thread_name", "ph": "M", "pid": PCPU_PID, "tid": c,
@@ -162,7 +178,7 @@ def chrome_trace(events: list[dict[str, Any]], names: dict[int, str] | None = No
     return {"traceEvents": meta + out, "displayTimeUnit": "ns"}
 
 
-def _nested(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _nested(slices: list[dict[str, Any]]) -> None:
     """Complete events on one thread must nest: a slice that outlives its parent is cut at the
     parent's end (an interrupt handler still open when its vCPU was descheduled)."""
     by_track: dict[tuple[int, int], list[dict[str, Any]]] = {}
@@ -178,7 +194,6 @@ def _nested(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 end = stack[-1]["ts"] + stack[-1]["dur"]
                 s["dur"] = max(0.0, min(s["dur"], end - s["ts"]))
             stack.append(s)
-    return slices
 
 
 # -- commands ------------------------------------------------------------------------------------

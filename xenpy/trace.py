@@ -11,7 +11,8 @@ costs one global lookup when off and no hook is ever added. Controlled by XEN_SY
 Event kinds: hypercall (with its duration), evtchn_send, evtchn_set_pending, upcall, irq, eoi,
 sched_in, sched_out, grant_map, grant_unmap, grant_copy, xs_request, dom_create, dom_destroy,
 dom_shutdown, dom_pause, dom_unpause, console. Flow ids tie a send to the upcall it caused: the
-set_pending of a port records one for the notified vCPU, the vCPU's next upcall ends them.
+set_pending of a port records one for the notified vCPU, the vCPU's next upcall ends them (or
+the upcall handler it is running, `running = True`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ _ring: deque[tuple] = deque(maxlen=DEFAULT_SIZE)
 _seq = itertools.count()          # events ever written: how a reader sees it lost some
 _flows = itertools.count(1)
 _pending_flows: dict[tuple[int, int], list[int]] = {}
+_in_upcall: set[tuple[int, int]] = set()   # vCPUs between the upcall's acknowledge and its EOI
 _lock = threading.Lock()
 now = time.perf_counter_ns
 
@@ -52,6 +54,7 @@ def clear() -> None:
     with _lock:
         _ring.clear()
         _pending_flows.clear()
+        _in_upcall.clear()
 
 
 def info() -> dict[str, Any]:
@@ -74,17 +77,28 @@ def emit(kind: str, v: "Vcpu | None" = None, *, domid: int | None = None, t0: in
     _ring.append((next(_seq), start, t - start, pcpu, domid, vcpu, kind, fields))
 
 
-def flow_start(domid: int, vcpu: int) -> int:
-    """A notification for (domid, vcpu) is pending: a new flow id, ended by its upcall."""
+def flow_start(domid: int, vcpu: int) -> tuple[int, bool]:
+    """A notification for (domid, vcpu) is pending: a new flow id, and whether the vCPU is in its
+    upcall handler now (which takes the event without another interrupt: the flow ends there).
+    Otherwise the vCPU's next upcall ends it."""
     fid = next(_flows)
     with _lock:
+        if (domid, vcpu) in _in_upcall:
+            return fid, True
         _pending_flows.setdefault((domid, vcpu), []).append(fid)
-    return fid
+    return fid, False
 
 
-def flow_end(domid: int, vcpu: int) -> list[int]:
+def upcall_enter(domid: int, vcpu: int) -> list[int]:
+    """The vCPU acknowledged the upcall interrupt: the flows it ends."""
     with _lock:
+        _in_upcall.add((domid, vcpu))
         return _pending_flows.pop((domid, vcpu), [])
+
+
+def upcall_exit(domid: int, vcpu: int) -> None:
+    with _lock:
+        _in_upcall.discard((domid, vcpu))
 
 
 def read(since: int = 0, limit: int = 1 << 20) -> tuple[list[dict[str, Any]], int]:

@@ -287,9 +287,9 @@ def _set_pending(d: "Domain", vcpu_id: int, ch: Channel, kicks: Kicks) -> None:
     if d.debugger is not None:            # gdb watches memory a peer may have written (gdbstub)
         d.debugger.on_event(port)
     if trace.ENABLED:
-        flow = trace.flow_start(d.domid, vcpu_id) if not st.host else None
+        flow, running = trace.flow_start(d.domid, vcpu_id) if not st.host else (None, False)
         trace.emit("evtchn_set_pending", None, domid=d.domid, port=port, notify_vcpu=vcpu_id,
-                   flow=flow)
+                   flow=flow, running=running)
     if st.host:
         if port not in st.host_pending:
             st.host_pending.add(port)

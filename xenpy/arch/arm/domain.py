@@ -71,7 +71,7 @@ def _gicc_read(v: "Vcpu", off: int, size: int) -> int:
 
 def _trace_irq(v: "Vcpu", irq: int) -> None:
     if irq == GUEST_EVTCHN_PPI:
-        trace.emit("upcall", v, irq=irq, flows=trace.flow_end(v.domain.domid, v.vcpu_id))
+        trace.emit("upcall", v, irq=irq, flows=trace.upcall_enter(v.domain.domid, v.vcpu_id))
     else:
         trace.emit("irq", v, irq=irq)
 
@@ -79,6 +79,8 @@ def _trace_irq(v: "Vcpu", irq: int) -> None:
 def _gicc_write(v: "Vcpu", off: int, size: int, val: int) -> None:
     v.stats.mmio += 1
     if trace.ENABLED and off == GICC_EOIR:
+        if val & 0x3FF == GUEST_EVTCHN_PPI:
+            trace.upcall_exit(v.domain.domid, v.vcpu_id)
         trace.emit("eoi", v, irq=val & 0x3FF)
     v.domain.vgic.cpu_write(v.vcpu_id, off, size, val)
     if off == GICC_EOIR:
