@@ -21,7 +21,9 @@ class Rsp:
         self.buf = b""
 
     def send(self, body: str) -> None:
-        data = body.encode("latin-1")
+        self.send_raw(body.encode("latin-1"))
+
+    def send_raw(self, data: bytes) -> None:
         self.s.sendall(b"$" + data + b"#" + f"{sum(data) & 0xFF:02x}".encode())
 
     def recv(self) -> str:
@@ -76,6 +78,18 @@ def test_stop_step_interrupt_detach_and_kill(board):
         code = gdb.ask(f"m{pc:x},4")
         assert re.fullmatch(r"[0-9a-f]{8}", code)
         assert state(env, "dbg")[2] == "p"                      # stopped for gdb: paused
+        # Memory writes (M hex, X binary with gdb's escapes) reach the guest's RAM through
+        # its page tables: below its stack pointer, put back afterwards.
+        sp = int.from_bytes(bytes.fromhex(gdb.ask("pd")), "little")
+        spot = sp - 64
+        saved = gdb.ask(f"m{spot:x},4")
+        assert gdb.ask(f"M{spot:x},4:11223344") == "OK" and gdb.ask(f"m{spot:x},4") == "11223344"
+        data = bytes.fromhex("7d23232a")                    # }, #, #, *: all escaped by gdb
+        escaped = b"".join(bytes((0x7D, b ^ 0x20)) if b in b"}#$*" else bytes((b,)) for b in data)
+        gdb.send_raw(b"X" + f"{spot:x},4:".encode() + escaped)
+        assert gdb.recv() == "OK"
+        assert gdb.ask(f"m{spot:x},4") == "7d23232a"
+        assert gdb.ask(f"M{spot:x},4:{saved}") == "OK"
 
         # Another domain keeps every tick on time while this one is stopped.
         other = xl("create", "-c", TIMER, 'name="other"', 'extra="ticks=300 period_us=1000"',

@@ -229,8 +229,9 @@ class GdbStub:
                 self.d.pause_count -= 1
         with sched.cond:
             v.running_on = None
-            if why is Exit.WFI and not (v.wake_pending or self.hv.has_pending_interrupt(v)):
-                v.blocked = True
+            # Blocked only if this instruction was a WFI with nothing to wake it: a step out of
+            # a WFI left the vCPU running code again.
+            v.blocked = why is Exit.WFI and not (v.wake_pending or self.hv.has_pending_interrupt(v))
             v.wake_pending = False
             sched.cond.notify_all()
         return self.stop_reply
