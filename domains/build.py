@@ -18,7 +18,9 @@ A guest is a directory domains/NAME/ holding a `sources.txt`:
 The runtime in domains/lib is compiled per guest, with the guest's cflags,
 and linked after the guest's own sources.  Builds are deterministic: the
 compiler runs in domains/ on relative paths, without debug info or build
-ids, and the image is the raw bytes of the loadable sections.
+ids, and the image is the raw bytes of the loadable sections.  A guest may
+add `cflags: -g` for debug info in its NAME.elf (`--elf`, for gdb); the
+image is the same bytes either way.
 """
 
 from __future__ import annotations
@@ -169,12 +171,16 @@ def check_header(name: str, data: bytes, expect_start: int | None) -> None:
 def build(guest: Guest, zig: list[str], workdir: Path, jobs: int) -> bytes:
     """Compile and link one guest inside workdir; return the image bytes."""
     prefix_map = f"-ffile-prefix-map={DOMAINS}=."
+    # zig cc honours a -g0 anywhere on the line, so a guest asking for debug info (cflags: -g)
+    # drops the default one. Debug sections are not loadable: the image stays the same bytes.
+    debug = any(f.startswith("-g") and f != "-g0" for f in guest.cflags)
+    base = [f for f in CFLAGS if not (debug and f == "-g0")]
     objs = []
     steps = []
     for src in guest.sources + runtime_sources(guest):
         obj = workdir / (src.replace("/", "__") + ".o")
         objs.append(str(obj))
-        cmd = zig + ["cc"] + CFLAGS + [prefix_map] + guest.cflags + ["-c", src, "-o", str(obj)]
+        cmd = zig + ["cc"] + base + [prefix_map] + guest.cflags + ["-c", src, "-o", str(obj)]
         steps.append((cmd, f"{guest.name}: compiling {src}"))
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         for fut in [pool.submit(run, cmd, what) for cmd, what in steps]:

@@ -293,6 +293,44 @@ class Xc:
         return int(self._call("hvm_get_param", {"op": "hvm_op", "cmd": 1, "domid": domid,
                                                 "index": index})[1]["value"])
 
+    # -- introspection (xenpy evtchn / gnttab / vcpu) --------------------------------------------
+
+    def evtchn_status(self, domid: int, port: int) -> dict[str, Any]:
+        from xenpy.public.event_channel import EVTCHNOP_status
+        return self._call("EVTCHNOP_status", {"op": "event_channel_op", "cmd": EVTCHNOP_status,
+                                              "dom": domid, "port": port})[1]
+
+    def evtchn_inject(self, domid: int, port: int) -> None:
+        self._call("evtchn inject", {"op": "evtchn_inject", "domid": domid, "port": port})
+
+    def gnttab_dump(self, domid: int) -> list[dict[str, Any]]:
+        return self._call("gnttab dump", {"op": "gnttab_dump", "domid": domid})[1]["entries"]
+
+    def vcpu_getcontext(self, domid: int, vcpu: int) -> dict[str, Any]:
+        return self.domctl(D.XEN_DOMCTL_getvcpucontext, domid, {"vcpu": vcpu})
+
+    # -- the trace buffer (xc_tbuf_*) --------------------------------------------------------------
+
+    def tbuf_op(self, cmd: int, **u: Any) -> dict[str, Any]:
+        return self.sysctl(S.XEN_SYSCTL_tbuf_op, {"cmd": cmd, **u})[1]
+
+    def trace_read(self, since: int = 0) -> list[dict[str, Any]]:
+        """Every event in the buffer from sequence number `since`, read in pieces (a privcmd
+        message is bounded)."""
+        events: list[dict[str, Any]] = []
+        while True:
+            out = self._call("trace read", {"op": "trace_read", "since": since})[1]
+            if not out["events"]:
+                return events
+            events += out["events"]
+            since = out["next"]
+
+    # -- the board's GDB stub (xenpy/board/gdbstub.py) -------------------------------------------
+
+    def gdbserver(self, domid: int, cmd: str, host: str = "127.0.0.1", port: int = 0) -> dict[str, Any]:
+        return self._call(f"gdbserver {cmd}", {"op": "gdbserver", "cmd": cmd, "domid": domid,
+                                                "host": host, "port": port})[1]
+
     def host_shutdown(self, reason: int = 0) -> None:
         from xenpy.public.sched import SCHEDOP_shutdown
         self._call("shutdown", {"op": "sched_op", "cmd": SCHEDOP_shutdown, "reason": reason})

@@ -6,6 +6,8 @@
     xenpy shutdown
     xenpy status
     xenpy proc read|write|list ...     dom0's driver controls (toolstack/proc.py)
+    xenpy evtchn list|inject, gnttab list, vcpu dump    look inside guests (toolstack/introspect.py)
+    xenpy trace start|stop|dump FILE   the hypervisor's trace buffer (toolstack/xentrace.py)
 
 Without --sd the board is the default one, sized by the options. With --sd it is a Cubieboard2:
 its firmware (U-Boot) runs SCRIPT (boot.cmd text or a mkimage boot.scr; default: boot.scr from
@@ -238,7 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="say whether a board is running")
     sub.add_parser("proc", help="read or write a dom0 driver control, like a /proc file "
                                 "(xenpy proc list)")
+    for group, what in (("evtchn", "a domain's event channels: list, inject"),
+                        ("gnttab", "a domain's grant table: list"),
+                        ("vcpu", "a vCPU's registers and CP15 state: dump"),
+                        ("trace", "the hypervisor's trace buffer: start, stop, dump")):
+        sub.add_parser(group, help=f"{what} (xenpy {group} --help)")
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["trace"]:
+        from toolstack.xentrace import main as trace_main
+        return trace_main(argv[1:])
+    if argv[:1] in (["evtchn"], ["gnttab"], ["vcpu"]):
+        from toolstack.introspect import main as introspect_main
+        return introspect_main(argv)
     if argv[:1] == ["proc"]:
         from toolstack.proc import main as proc_main
         return proc_main(argv[1:])

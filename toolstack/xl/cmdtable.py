@@ -139,6 +139,13 @@ CMD_TABLE: tuple[Cmd, ...] = (
     Cmd('uptime', "info.main_uptime", can_dryrun=0, modifies=0,
         desc='Print uptime for all/some domains',
         usage='[-s] [Domain]'),
+    # xenpy's own (xentop's view with the hypervisor's counters; gdbsx for Arm)
+    Cmd('top', "top.main", can_dryrun=0, modifies=0,
+        desc="Monitor domains: CPU, memory and the hypervisor's per-vCPU event counters",
+        usage='[-b] [-i N] [-d SEC] [--json]'),
+    Cmd('gdbserver', "gdbserver.main", can_dryrun=0, modifies=0,
+        desc='Serve the GDB remote protocol for a domain',
+        usage='[--port N | --listen HOST:PORT] <Domain>'),
 )
 
 

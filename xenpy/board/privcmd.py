@@ -5,6 +5,13 @@ A request is a marshalled hypercall from domain 0: {"op": "domctl" | "sysctl" | 
 {"ret": int, "out": {...}}; mmap_foreign also passes the domain's RAM file descriptor (as privcmd's
 mmap of foreign frames does), so the toolstack writes a guest's memory directly.
 
+"gdbserver" starts (cmd "start"), reports on ("status") or ends ("stop") the GDB remote stub of a
+domain: a TCP listener in the board (xenpy/board/gdbstub.py), as Xen's gdbsx is a dom0 service.
+
+"trace_read" returns the trace buffer's events (xentrace maps Xen's trace pages instead).
+"evtchn_inject" (set a port pending) and "gnttab_dump" (a domain's grant entries and who maps
+them) are dom0's introspection aids, as QEMU's xen-event-inject and GNTTABOP_dump_table.
+
 One request is not a hypercall: "devmem" reads a register of a board device at its machine
 address, as dom0's /dev/mem does (dom0 keeps the board's devices mapped 1:1, including those it
 passes through; Xen's own console UART excepted).
@@ -23,14 +30,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from xenpy import trace
 from xenpy.arch.arm import hvm
-from xenpy.board import gntdev
+from xenpy.board import gdbstub, gntdev
 from xenpy.board.evtchn_dev import EvtchnDevice
 from xenpy.common import event_channel, grant_table
 from xenpy.common.domctl import do_domctl
 from xenpy.common.sysctl import do_sysctl
 from xenpy.public import errno
-from xenpy.public.event_channel import EVTCHNOP_alloc_unbound, VIRQ_CONSOLE
+from xenpy.public.event_channel import (EVTCHNOP_alloc_unbound, EVTCHNOP_status,
+                                        EVTCHNSTAT_closed, VIRQ_CONSOLE)
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.memory import XENMEM_populate_physmap
 from xenpy.public.privcmd import MAX_MSG, send_msg
@@ -93,6 +102,16 @@ class Privcmd:
                 return self._event_channel_op(req), None
             if op == "devmem":
                 return self._devmem(req), None
+            if op == "gdbserver":
+                return self._gdbserver(req), None
+            if op == "evtchn_inject":
+                return self._evtchn_inject(req), None
+            if op == "gnttab_dump":
+                return self._gnttab_dump(req), None
+            if op == "trace_read":
+                events, nxt = trace.read(int(req.get("since", 0)),
+                                         min(int(req.get("limit", 2000)), 2000))
+                return {"ret": 0, "out": {"events": events, "next": nxt}}, None
             if op == "hvm_op":
                 rc, value = hvm.hvm_param_op(dom0, int(req["cmd"]), int(req["domid"]),
                                              int(req["index"]), int(req.get("value", 0)))
@@ -180,11 +199,44 @@ class Privcmd:
         return {"ret": -errno.ENOSYS, "out": {}}
 
     def _event_channel_op(self, req: dict[str, Any]) -> dict[str, Any]:
-        """EVTCHNOP_alloc_unbound issued by dom0 for another domain (the store and console ports)."""
+        """EVTCHNOP_alloc_unbound issued by dom0 for another domain (the store and console ports),
+        and EVTCHNOP_status of any domain's port (beyond Xen's fields, `pending` and `masked`
+        from the domain's shared_info, for `xenpy evtchn list`)."""
+        if req["cmd"] == EVTCHNOP_status:
+            return self._evtchn_status(int(req["dom"]), int(req["port"]))
         if req["cmd"] != EVTCHNOP_alloc_unbound:
             return {"ret": -errno.ENOSYS, "out": {}}
         port = event_channel.alloc_unbound(self.hv.domains[0], int(req["dom"]), int(req["remote_dom"]))
         return {"ret": min(port, 0), "out": {"port": port}}
+
+    def _evtchn_status(self, domid: int, port: int) -> dict[str, Any]:
+        st = event_channel.status(self.hv.domains[0], domid, port)
+        if isinstance(st, int):
+            return {"ret": st, "out": {}}
+        d = self.hv.domains[domid]
+        return {"ret": 0, "out": {"status": st.status, "vcpu": st.vcpu, "dom": st.dom,
+                                  "port": st.port, "virq": st.virq,
+                                  "pending": event_channel.is_pending(d, port),
+                                  "masked": event_channel.is_masked(d, port)}}
+
+    def _evtchn_inject(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Set a bound port of a domain pending, as if its remote end had sent (QEMU's
+        xen-event-inject); not a hypercall: dom0's debugging aid, like devmem."""
+        domid, port = int(req["domid"]), int(req["port"])
+        st = event_channel.status(self.hv.domains[0], domid, port)
+        if isinstance(st, int):
+            return {"ret": st, "out": {}}
+        if st.status == EVTCHNSTAT_closed:
+            return {"ret": -errno.EINVAL, "out": {}}
+        event_channel.evtchn_set_pending(self.hv.domains[domid], port)
+        return {"ret": 0, "out": {}}
+
+    def _gnttab_dump(self, req: dict[str, Any]) -> dict[str, Any]:
+        """GNTTABOP_dump_table's entries as data (it prints them to the console on Xen)."""
+        d = self.hv.domains.get(int(req["domid"]))
+        if d is None:
+            return {"ret": -errno.ESRCH, "out": {}}
+        return {"ret": 0, "out": {"entries": grant_table.table_entries(d)}}
 
     def _devmem(self, req: dict[str, Any]) -> dict[str, Any]:
         addr, size = int(req["addr"]), int(req.get("size", 4))
@@ -196,6 +248,19 @@ class Privcmd:
                     return {"ret": -errno.EPERM, "out": {}}
                 return {"ret": 0, "out": {"value": dev.read(0, addr - dev.base, size)}}
         return {"ret": -errno.ENXIO, "out": {}}
+
+    def _gdbserver(self, req: dict[str, Any]) -> dict[str, Any]:
+        domid, cmd = int(req["domid"]), req["cmd"]
+        if cmd == "start":
+            ret, out = gdbstub.start(self.hv, domid, str(req.get("host", "127.0.0.1")),
+                                     int(req.get("port", 0)))
+        elif cmd == "status":
+            ret, out = gdbstub.status(domid)
+        elif cmd == "stop":
+            ret, out = gdbstub.stop(domid)
+        else:
+            ret, out = -errno.EINVAL, {}
+        return {"ret": ret, "out": out}
 
     def _gnttab_seed(self, req: dict[str, Any]) -> dict[str, Any]:
         """The domain builder's grant-table seeding (xc_dom_gnttab_seed): the reserved console

@@ -14,6 +14,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from xenpy import trace
 from xenpy.arch.arm.domain import arch_domain_init
 from xenpy.arch.arm.guestcopy import copy_from_guest
 from xenpy.arch.arm.p2m import P2M
@@ -29,6 +30,18 @@ from xenpy.public.sched import SHUTDOWN_NAMES
 
 if TYPE_CHECKING:
     from xenpy.common.hypervisor import Hypervisor
+
+
+class VcpuStats:
+    """Per-vCPU event counters behind `xl top`: plain increments where each trap is already
+    handled (hypercalls are ArmVcpu.hypercalls). Exit classes as Jailhouse counts them."""
+    __slots__ = ("mmio", "virq", "vsgi", "psci", "wfi", "evtchn_sends")
+
+    def __init__(self) -> None:
+        self.mmio = self.virq = self.vsgi = self.psci = self.wfi = self.evtchn_sends = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class Vcpu:
@@ -58,6 +71,7 @@ class Vcpu:
         self.runstate = RUNSTATE_offline
         self.runstate_entry = domain.hv.clock.now_ns()
         self.runstate_time = [0, 0, 0, 0]         # ns in running, runnable, blocked, offline
+        self.stats = VcpuStats()
 
     @property
     def runnable(self) -> bool:
@@ -161,6 +175,7 @@ class Domain:
         self._mem_bytes = 0
         self.unknown_hypercalls: set[int] = set()
         self.created = time.monotonic()
+        self.debugger = None               # the board's gdb stub while one is attached
         self.lock = threading.RLock()
 
     # -- memory ---------------------------------------------------------------------------------
@@ -243,6 +258,8 @@ class Domain:
                 return
             self.is_shutdown = True
             self.shutdown_code = reason
+        if trace.ENABLED:
+            trace.emit("dom_shutdown", None, domid=self.domid, reason=reason)
         self.hv.log(f"Domain {self.domid} shutdown: {SHUTDOWN_NAMES.get(reason, reason)}")
         for v in self.vcpus:
             if v.arch is not None:

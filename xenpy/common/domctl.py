@@ -6,6 +6,7 @@ issue a domctl; a version mismatch is -EACCES as on Xen.
 """
 from __future__ import annotations
 
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -151,39 +152,38 @@ def setvcpucontext(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
     return d.set_vcpu_context(int(u["vcpu"]), ctx), {}
 
 
-# vcpu_guest_core_regs names (arch-arm.h) for the banked SP/LR of each CPSR mode.
-_BANK = {0x10: "usr", 0x1F: "usr", 0x11: "fiq", 0x12: "irq", 0x13: "svc", 0x17: "abt",
-         0x1B: "und"}
-
-
 @op(D.XEN_DOMCTL_getvcpucontext)
 def getvcpucontext(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
-    """The vCPU's vcpu_guest_context: r0-r12, the current mode's SP and LR under their
-    banked names, pc32, cpsr, and the MMU registers. As on Xen the vCPU is paused while its
-    registers are read; a vCPU that never ran (no context) is -ENODATA, like a VCPUF_down
-    one without initialised state."""
+    """The vCPU's registers (vcpu_guest_context: user_regs with every mode's banks, sctlr,
+    ttbcr, ttbr0/1), read while it is held off its pCPU, as Xen pauses it. Beyond Xen's fields:
+    `xenpy` has the mode name and the CP15 registers the model knows (a register dump)."""
+    from xenpy.arch.arm import debug
     n = int(u["vcpu"])
-    if not 0 <= n < len(d.vcpus) or d.privileged:
-        return -errno.EINVAL if d.privileged else -errno.ESRCH, {}
+    if not 0 <= n < len(d.vcpus):
+        return -errno.ESRCH, {}
     v = d.vcpus[n]
     if v.arch is None:
-        return -errno.ENODATA, {}
-    hv.domain_pause(d)
-    try:
-        if v.running_on is not None:
+        return -errno.EINVAL, {}          # no CPU state: no memory yet, or host-backed dom0
+    sched = hv.scheduler
+    deadline = time.monotonic() + 5.0
+    while not sched.try_hold(v):
+        if v.arch is not None:
+            v.arch.stop()
+        if time.monotonic() > deadline:
             return -errno.EBUSY, {}
-        a = v.arch
-        regs = {f"r{i}_usr": a.reg(i) for i in range(13)}
-        cpsr = a.cpsr
-        bank = _BANK.get(cpsr & 0x1F, "usr")
-        regs[f"sp_{bank}"], regs[f"lr_{bank}"] = a.reg(13), a.reg(14)
-        regs["pc32"], regs["cpsr"] = a.pc, cpsr
-        ctxt = {"user_regs": regs, "sctlr": a.cp15("SCTLR"), "ttbcr": a.cp15("TTBCR"),
-                "ttbr0": a.cp15("TTBR0"), "ttbr1": a.cp15("TTBR1"),
-                "flags": int(v.online)}            # VGCF_online
+        time.sleep(0.001)
+    try:
+        if v.arch is None:
+            return -errno.EINVAL, {}
+        ctx = debug.vcpu_context(v.arch)
+        cp15 = debug.cp15_state(v.arch)
     finally:
-        hv.domain_unpause(d)
-    return 0, {"vcpu": n, "ctxt": ctxt}
+        sched.release([v])
+    user_regs = {k: ctx.pop(k) for k in list(ctx) if k not in ("sctlr", "ttbcr", "ttbr0", "ttbr1")}
+    return 0, {"vcpu": n, "ctxt": {"user_regs": user_regs, **ctx,
+                                   "flags": 1 if v.online else 0},      # VGCF_online
+               "xenpy": {"mode": debug.mode_name(user_regs["cpsr"]), "cp15": cp15,
+                         "online": v.online, "blocked": v.blocked}}
 
 
 @op(D.XEN_DOMCTL_getvcpuinfo)
@@ -194,8 +194,11 @@ def getvcpuinfo(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
     v = d.vcpus[n]
     running = v.running_on is not None or (d.privileged and n == 0)
     cpu_time = hv.dom0_cpu_time_ns() if d.privileged and n == 0 else v.cpu_time_now_ns()
+    stats = v.stats.as_dict()
+    stats["hypercalls"] = v.arch.hypercalls if v.arch is not None else 0
     return 0, {"vcpu": n, "online": int(v.online), "blocked": int(v.online and not running),
-               "running": int(running), "cpu_time": cpu_time, "cpu": v.processor}
+               "running": int(running), "cpu_time": cpu_time, "cpu": v.processor,
+               "xenpy_stats": stats}     # beyond Xen's fields: the counters behind xl top
 
 
 def _cpumap(cpus: list[int] | None, nr: int) -> frozenset[int] | None:

@@ -36,6 +36,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Union
 
+from xenpy import trace
 from xenpy.arch.arm.guestcopy import copy_from_guest, copy_to_guest
 from xenpy.common.hypercall import hypercall
 from xenpy.public import errno
@@ -284,6 +285,12 @@ def _set_pending(d: "Domain", vcpu_id: int, ch: Channel, kicks: Kicks) -> None:
         return
     st: EventChannels = d.evtchn
     port = ch.port
+    if d.debugger is not None:            # gdb watches memory a peer may have written (gdbstub)
+        d.debugger.on_event(port)
+    if trace.ENABLED:
+        flow, running = trace.flow_start(d.domid, vcpu_id) if not st.host else (None, False)
+        trace.emit("evtchn_set_pending", None, domid=d.domid, port=port, notify_vcpu=vcpu_id,
+                   flow=flow, running=running)
     if ch.xen_consumer is not None:       # Xen's own handler, not the guest, takes it
         fn = ch.xen_consumer
         kicks.append(lambda: fn(port))
@@ -536,13 +543,26 @@ def send(cd: "Domain", port: int) -> int:
             peer = ch.remote
             assert peer is not None
             rch = peer.evtchn.chans[ch.remote_port]
+            if trace.ENABLED:
+                trace.emit("evtchn_send", current_vcpu_of(cd), domid=cd.domid, port=port,
+                           remote_domid=peer.domid, remote_port=ch.remote_port)
             _set_pending(peer, rch.notify_vcpu_id, rch, kicks)
         elif ch.state == ECS_IPI:
+            if trace.ENABLED:
+                trace.emit("evtchn_send", current_vcpu_of(cd), domid=cd.domid, port=port,
+                           remote_domid=cd.domid, remote_port=port)
             _set_pending(cd, ch.notify_vcpu_id, ch, kicks)
         elif ch.state != ECS_UNBOUND:     # unbound: the notification is silently dropped
             return -errno.EINVAL
     _flush(kicks)
     return 0
+
+
+def current_vcpu_of(d: "Domain") -> "Vcpu | None":
+    """The vCPU of `d` running on this thread (a hypercall's caller), if any: for the trace."""
+    from xenpy.arch.arm.p2m import current_vcpu
+    v = getattr(current_vcpu, "v", None)
+    return v if v is not None and v.domain is d else None
 
 
 def status(cd: "Domain", dom: int, port: int) -> ChannelStatus | int:
@@ -837,6 +857,8 @@ def do_event_channel_op(v: "Vcpu", args: tuple[int, ...]) -> int:
     if cmd in (EVTCHNOP_close, EVTCHNOP_send, EVTCHNOP_unmask):
         (port,) = PORT_ONLY.unpack(copy_from_guest(a, arg, PORT_ONLY.size))
         op = {EVTCHNOP_close: close, EVTCHNOP_send: send, EVTCHNOP_unmask: unmask}[cmd]
+        if cmd == EVTCHNOP_send:
+            v.stats.evtchn_sends += 1
         return op(d, port)
     if cmd == EVTCHNOP_status:
         raw = copy_from_guest(a, arg, STATUS.size)

@@ -59,9 +59,10 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from unicorn import UcError
 
+from xenpy import trace
 from xenpy.arch.arm.guestcopy import GuestFault, copy_from_guest, copy_to_guest
 from xenpy.common import memory
-from xenpy.common.event_channel import domain_by_any_id, xsm_target
+from xenpy.common.event_channel import current_vcpu_of, domain_by_any_id, xsm_target
 from xenpy.common.hypercall import hypercall
 from xenpy.public import errno
 from xenpy.public.grant_table import (
@@ -583,6 +584,14 @@ def _replace_host_mapping(ld: "Domain", lgt: GrantTable, host_addr: int, page: P
 
 def map_grant_ref(ld: "Domain", host_addr: int, flags: int, ref: int, dom: int) -> MapResult:
     """Map domain `dom`'s grant `ref` for `ld` at guest-physical `host_addr`."""
+    res = _map_grant_ref(ld, host_addr, flags, ref, dom)
+    if trace.ENABLED:
+        trace.emit("grant_map", current_vcpu_of(ld), domid=ld.domid, ref=ref, granter=dom,
+                   readonly=bool(flags & GNTMAP_readonly), status=res.status, handle=res.handle)
+    return res
+
+
+def _map_grant_ref(ld: "Domain", host_addr: int, flags: int, ref: int, dom: int) -> MapResult:
     pin_incr = _pin_incr(flags)
     if not pin_incr:
         return MapResult(GNTST_bad_gntref)         # neither host_map nor device_map
@@ -658,6 +667,14 @@ def unmap_grant_ref(ld: "Domain", host_addr: int, dev_bus_addr: int, handle: int
                     new_addr: int = 0) -> int:
     """Unmap the mapping `handle` of `ld` (unmap_common). With host_addr 0 nothing is unmapped
     and the answer is GNTST_okay, as in Xen; a failed unmap changes nothing."""
+    rc = _unmap_grant_ref(ld, host_addr, dev_bus_addr, handle, new_addr)
+    if trace.ENABLED:
+        trace.emit("grant_unmap", current_vcpu_of(ld), domid=ld.domid, handle=handle, status=rc)
+    return rc
+
+
+def _unmap_grant_ref(ld: "Domain", host_addr: int, dev_bus_addr: int, handle: int,
+                     new_addr: int = 0) -> int:
     lgt = _table(ld)
     if lgt is None:
         return GNTST_bad_handle
@@ -723,6 +740,13 @@ def _acquire_for_copy(rgt: GrantTable, ref: int, ldomid: int,
 
 def copy(cd: "Domain", src: CopyPtr, dst: CopyPtr, length: int, flags: int) -> int:
     """One GNTTABOP_copy element on behalf of `cd`. Returns its status."""
+    rc = _copy(cd, src, dst, length, flags)
+    if trace.ENABLED:
+        trace.emit("grant_copy", current_vcpu_of(cd), domid=cd.domid, length=length, status=rc)
+    return rc
+
+
+def _copy(cd: "Domain", src: CopyPtr, dst: CopyPtr, length: int, flags: int) -> int:
     if not length:
         return GNTST_okay                          # nothing at all is checked
     doms: list["Domain"] = []
@@ -815,6 +839,35 @@ def dump_table(cd: "Domain", dom: int) -> int:
                 log(f"  [{ref:#06x}] flags {flags:#06x} domid {domid:5d} frame {frame:#010x}"
                     f" pin {act.pin if act else 0:#010x}")
     return GNTST_okay
+
+
+def table_entries(d: "Domain") -> list[dict]:
+    """The entries in use with who maps them: GNTTABOP_dump_table's content, as data for dom0's
+    `xenpy gnttab list` (mapped_by comes from every domain's maptrack)."""
+    gt = _table(d)
+    if gt is None:
+        return []
+    mapped: dict[int, list[dict]] = {}
+    for other in list(d.hv.domains.values()):
+        ot = _table(other)
+        if ot is None:
+            continue
+        with ot.map_lock:
+            for handle, m in ot.mappings():
+                if m.rgt is gt:
+                    mapped.setdefault(m.ref, []).append(
+                        {"domid": other.domid, "handle": handle,
+                         "readonly": bool(m.flags & GNTMAP_readonly)})
+    rows = []
+    with gt.lock:
+        for ref in range(gt.nr_grant_frames * ENTRIES_PER_FRAME):
+            flags, domid, frame = gt.entry(ref)
+            if not flags & GTF_type_mask and ref not in mapped:
+                continue
+            act = gt.active.get(ref)
+            rows.append({"ref": ref, "flags": flags, "domid": domid, "frame": frame,
+                         "pin": act.pin if act else 0, "mapped_by": mapped.get(ref, [])})
+    return rows
 
 
 def set_version(d: "Domain", version: int) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import traceback
 from typing import TYPE_CHECKING, Callable
 
+from xenpy import trace
 from xenpy.arch.arm.guestcopy import GuestFault
 from xenpy.public import errno
 from xenpy.public.xen import HYPERCALL_NAMES
@@ -40,6 +41,8 @@ def dispatch(v: "Vcpu", nr: int, args: tuple[int, ...]) -> int:
             d.hv.log(f"d{d.domid}v{v.vcpu_id}: unimplemented hypercall {nr} ({name}) -> -ENOSYS")
         return -errno.ENOSYS
     try:
+        if trace.ENABLED:           # tested here, not in a wrapper: no extra call when off
+            return _traced(handler, v, nr, args)
         return handler(v, args)
     except GuestFault:
         return -errno.EFAULT
@@ -47,3 +50,17 @@ def dispatch(v: "Vcpu", nr: int, args: tuple[int, ...]) -> int:
         d.hv.log(f"d{d.domid}v{v.vcpu_id}: internal error in hypercall {nr}:\n"
                  + traceback.format_exc().rstrip())
         return -errno.EINVAL
+
+
+def _traced(handler: Handler, v: "Vcpu", nr: int, args: tuple[int, ...]) -> int:
+    t0 = trace.now()
+    ret = -errno.EINVAL
+    try:
+        ret = handler(v, args)
+    except GuestFault:
+        ret = -errno.EFAULT
+        raise
+    finally:
+        trace.emit("hypercall", v, t0=t0, nr=nr, name=HYPERCALL_NAMES.get(nr, str(nr)),
+                   arg0=args[0], ret=ret)
+    return ret

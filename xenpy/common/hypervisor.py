@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 # Importing the handler modules registers them in the hypercall table.
+from xenpy import trace
 from xenpy.common import console, event_channel, grant_table, kernel, memory, schedule  # noqa: F401
 from xenpy.arch.arm import hvm
 from xenpy.arch.arm import vpsci
@@ -243,6 +244,9 @@ class Hypervisor:
 
     def console_write(self, d: Domain, data: bytes) -> None:
         for line in d.console.append(data):
+            if trace.ENABLED:
+                trace.emit("console", event_channel.current_vcpu_of(d), domid=d.domid,
+                           line=line.decode("ascii", "replace"))
             self.log(line.decode("ascii", "replace"), prefix=f"(d{d.domid})")
 
     def console_read(self, d: Domain, count: int) -> bytes:
@@ -255,6 +259,7 @@ class Hypervisor:
     # -- traps -------------------------------------------------------------------------------------
 
     def on_psci(self, v: Vcpu) -> None:
+        v.stats.psci += 1
         vpsci.do_psci(v)
 
     def has_pending_interrupt(self, v: Vcpu) -> bool:
@@ -319,6 +324,8 @@ class Hypervisor:
             return rc
         self.domains[domid] = d
         self._next_domid = domid + 1 if domid + 1 < DOMID_FIRST_RESERVED else 1
+        if trace.ENABLED:
+            trace.emit("dom_create", None, domid=domid, max_vcpus=max_vcpus)
         return domid
 
     def domain_populate(self, d: Domain, nr_pages: int) -> int:
@@ -353,6 +360,8 @@ class Hypervisor:
         return 0
 
     def domain_pause(self, d: Domain) -> None:
+        if trace.ENABLED:
+            trace.emit("dom_pause", None, domid=d.domid)
         d.pause_count += 1
         self.scheduler.deschedule(d.vcpus)
 
@@ -360,6 +369,8 @@ class Hypervisor:
         if d.pause_count == 0:
             return -errno.EINVAL
         d.pause_count -= 1
+        if trace.ENABLED:
+            trace.emit("dom_unpause", None, domid=d.domid)
         self.scheduler.kick()
         return 0
 
@@ -377,6 +388,8 @@ class Hypervisor:
         while len(self.dead_consoles) > 32:
             self.dead_consoles.popitem(last=False)
         d.release()
+        if trace.ENABLED:
+            trace.emit("dom_destroy", None, domid=d.domid)
         self.log(f"Domain {d.domid} destroyed")
         self.domain_exception(d)
         del d

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Iterable
 
+from xenpy import trace
 from xenpy.arch.arm.domain import sample_timers
 from xenpy.arch.arm.p2m import current_vcpu
 from xenpy.arch.arm.guestcopy import GuestFault, copy_from_guest, copy_to_guest
@@ -158,6 +159,8 @@ class Scheduler:
             if v.domain.vgic is not None:
                 sample_timers(v)                 # a deadline may have passed while it waited
             t0 = v.run_since_ns = time.perf_counter_ns()
+            if trace.ENABLED:
+                trace.emit("sched_in", v)
             current_vcpu.v = v
             try:
                 why = v.arch.run() if v.arch is not None else Exit.DOWN
@@ -169,6 +172,8 @@ class Scheduler:
                 current_vcpu.v = None
             if v.arch is not None and v.domain.vgic is not None:
                 sample_timers(v)
+            if trace.ENABLED:
+                trace.emit("sched_out", v, pcpu=cpu, why=why.value)
             with self.cond:
                 ran, v.run_since_ns = time.perf_counter_ns() - t0, None
                 v.cpu_time_ns += ran
@@ -176,6 +181,7 @@ class Scheduler:
                 v.running_on = None
                 self.current[cpu] = None
                 if why is Exit.WFI:
+                    v.stats.wfi += 1
                     if v.wake_pending or self.hv.has_pending_interrupt(v):
                         v.wake_pending = False
                     else:

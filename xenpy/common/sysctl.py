@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from xenpy import trace
 from xenpy.common import event_channel
 from xenpy.common.domctl import Reply, domaininfo
 from xenpy.public.event_channel import VIRQ_DEBUG
@@ -40,9 +41,39 @@ def do_sysctl(hv: "Hypervisor", caller: "Domain", req: dict[str, Any]) -> Reply:
         return debug_keys(hv, str(u.get("keys", ""))), {}
     if cmd == S.XEN_SYSCTL_sched_id:
         return 0, {"sched_id": S.XEN_SCHEDULER_CREDIT}
+    if cmd == S.XEN_SYSCTL_tbuf_op:
+        return tbuf_op(int(u.get("cmd", -1)), u)
     if cmd == S.XEN_SYSCTL_getcpuinfo:
         return 0, {"idletime": list(hv.scheduler.idle_ns)}
     return -errno.ENOSYS, {}
+
+
+MAX_TBUF_EVENTS = 1 << 22
+
+
+def tbuf_op(cmd: int, u: dict[str, Any]) -> Reply:
+    """XEN_SYSCTL_tbuf_op: the trace buffer's size is in events here (Xen's is in pages per
+    pCPU); the CPU and event masks are not modelled (everything is traced)."""
+    if cmd == S.XEN_SYSCTL_TBUFOP_get_info:
+        return 0, trace.info()
+    if cmd == S.XEN_SYSCTL_TBUFOP_set_size:
+        size = int(u.get("size", 0))
+        if not 0 < size <= MAX_TBUF_EVENTS:
+            return -errno.EINVAL, {}
+        if trace.ENABLED:
+            return -errno.EBUSY, {}         # as Xen: the size is fixed while tracing
+        trace.enable(size)
+        trace.disable()
+        return 0, trace.info()
+    if cmd == S.XEN_SYSCTL_TBUFOP_enable:
+        if u.get("clear", True):
+            trace.clear()
+        trace.enable()
+        return 0, trace.info()
+    if cmd == S.XEN_SYSCTL_TBUFOP_disable:
+        trace.disable()
+        return 0, trace.info()
+    return -errno.EINVAL, {}
 
 
 def debug_keys(hv: "Hypervisor", keys: str) -> int:

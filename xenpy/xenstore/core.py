@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xenpy import trace
 from xenpy.public.io.xs_wire import (
     ERRNO_OF_NAME,
     NAME_OF_ERRNO,
@@ -346,6 +347,9 @@ class XenStored:
     # == transports ===============================================================
     def handle_message(self, conn: Connection, type_: int, req_id: int, tx_id: int, payload: bytes) -> None:
         """Process one request from `conn`; call without the lock held."""
+        if trace.ENABLED:
+            trace.emit("xs_request", None, domid=conn.id, type=_type_name(type_), req_id=req_id,
+                       tx_id=tx_id, path=payload.split(b"\0", 1)[0].decode("latin-1")[:256])
         with self._serial:
             if conn.closed or conn.ignored:
                 return
@@ -1212,3 +1216,9 @@ class XenStored:
         XsType.SET_QUOTA: _do_set_quota,
     }
 
+
+def _type_name(type_: int) -> str:
+    try:
+        return XsType(type_).name
+    except ValueError:
+        return str(type_)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from xenpy import trace
 from xenpy.arch.arm.traps import watch_aborts
 from xenpy.arch.arm.vgic import VgicAccessError
-from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SIZE, GICC_SIZE, VGicV2
+from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SGIR, GICD_SIZE, GICC_SIZE, VGicV2
 from xenpy.arch.arm.vtimer import VTimer
+from xenpy.public.arch_arm import GUEST_EVTCHN_PPI
 
 if TYPE_CHECKING:
     from xenpy.common.domain import Domain, Vcpu
@@ -39,8 +41,8 @@ def arch_domain_init(d: "Domain") -> None:
         a.set_cp15("VMPIDR", MPIDR_SMP | (n & 0xF) | (n >> 4) << 8)
         a.irq_pending = lambda n=n: vgic.has_deliverable(n)
         a.map_mmio(d.layout.gicd_base, GICD_SIZE,
-                   lambda off, size, n=n: vgic.dist_read(n, off, size),
-                   lambda off, size, val, n=n: vgic.dist_write(n, off, size, val))
+                   lambda off, size, v=v: _gicd_read(v, off, size),
+                   lambda off, size, val, v=v: _gicd_write(v, off, size, val))
         a.map_mmio(d.layout.gicc_base, gicc_size,
                    lambda off, size, v=v: _gicc_read(v, off, size),
                    lambda off, size, val, v=v: _gicc_write(v, off, size, val))
@@ -49,13 +51,44 @@ def arch_domain_init(d: "Domain") -> None:
         watch_aborts(v, hv.log)
 
 
+def _gicd_read(v: "Vcpu", off: int, size: int) -> int:
+    v.stats.mmio += 1
+    return v.domain.vgic.dist_read(v.vcpu_id, off, size)
+
+
+def _gicd_write(v: "Vcpu", off: int, size: int, val: int) -> None:
+    v.stats.mmio += 1
+    if off == GICD_SGIR:
+        v.stats.vsgi += 1
+    v.domain.vgic.dist_write(v.vcpu_id, off, size, val)
+
+
 def _gicc_read(v: "Vcpu", off: int, size: int) -> int:
+    v.stats.mmio += 1
     if off == GICC_IAR:
         sample_timers(v)       # the timer line may have dropped since the vCPU last trapped
+        irq = v.domain.vgic.cpu_read(v.vcpu_id, off, size)
+        if irq & 0x3FF < 1020:
+            v.stats.virq += 1  # an interrupt taken (1020-1023 are special: nothing pending)
+            if trace.ENABLED:
+                _trace_irq(v, irq & 0x3FF)
+        return irq
     return v.domain.vgic.cpu_read(v.vcpu_id, off, size)
 
 
+def _trace_irq(v: "Vcpu", irq: int) -> None:
+    if irq == GUEST_EVTCHN_PPI:
+        trace.emit("upcall", v, irq=irq, flows=trace.upcall_enter(v.domain.domid, v.vcpu_id))
+    else:
+        trace.emit("irq", v, irq=irq)
+
+
 def _gicc_write(v: "Vcpu", off: int, size: int, val: int) -> None:
+    v.stats.mmio += 1
+    if trace.ENABLED and off == GICC_EOIR:
+        if val & 0x3FF == GUEST_EVTCHN_PPI:
+            trace.upcall_exit(v.domain.domid, v.vcpu_id)
+        trace.emit("eoi", v, irq=val & 0x3FF)
     v.domain.vgic.cpu_write(v.vcpu_id, off, size, val)
     if off == GICC_EOIR:
         sample_timers(v)       # a still-expired timer is pending again at once, a reprogrammed one not

@@ -140,6 +140,7 @@ class ArmVcpu:
         self._exit: Exit | None = None
         self._fault: tuple[int, bool, bool] | None = None   # (address, write, fetch)
         self.hypercalls = 0
+        self.emu_count = 0     # a debugger's single step runs one instruction (0: no limit)
 
     # -- registers ---------------------------------------------------------------------------
 
@@ -200,7 +201,7 @@ class ArmVcpu:
             if self.on_entry is not None:
                 self.on_entry(pc)
             try:
-                self.uc.emu_start(pc, UNTIL)
+                self.uc.emu_start(pc, UNTIL, count=self.emu_count)
             except UcError:
                 ctl.take()
                 if self._fault is None:
