@@ -537,15 +537,23 @@ def load_domain_config(path: str, extra: Sequence[str] = (), *, nr_cpus: int | N
     try:
         cfg = parse_cfg(text, path, extra)
     except CfgParseError as e:
-        cr = text.find("\r")
-        if cr >= 0:     # DOS line endings: xl's lexer stops at each \r; say so once
-            line = text.count("\n", 0, cr) + 1
-            col = cr - (text.rfind("\n", 0, cr) + 1) + 1
-            raise ConfigError(f"{path}:{line}:{col}: carriage return (\\r) in the file: it has "
-                              f"DOS/Windows (CRLF) line endings, and xl reads only LF "
-                              f"(convert it, e.g. with dos2unix)") from None
+        crlf = crlf_message(text, path)
+        if crlf:
+            raise ConfigError(crlf) from None
         raise ConfigError(e.messages[0], e.messages) from None
     return domain_config_from_cfg(cfg, nr_cpus)
+
+
+def crlf_message(text: str, path: str) -> str | None:
+    """A file that failed to parse because of DOS line endings: xl's lexer stops at each \r,
+    several times over; one line naming the first carriage return says why."""
+    cr = text.find("\r")
+    if cr < 0:
+        return None
+    line = text.count("\n", 0, cr) + 1
+    col = cr - (text.rfind("\n", 0, cr) + 1) + 1
+    return (f"{path}:{line}:{col}: carriage return (\\r) in the file: it has DOS/Windows (CRLF) "
+            f"line endings, and xl reads only LF (convert it, e.g. with dos2unix)")
 
 
 __all__ = [

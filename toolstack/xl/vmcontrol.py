@@ -56,7 +56,7 @@ def main_create(argv: list[str]) -> int:
 
 def create_domain(config_file: str | None, extra: list[str], *, console: bool, paused: bool,
                   quiet: bool, debug: bool) -> int:
-    from toolstack.domcfg import ConfigError, domain_config_from_cfg
+    from toolstack.domcfg import ConfigError, crlf_message, domain_config_from_cfg
     from toolstack.libxl import CreateError
     from toolstack.libxl_json import domain_config, yajl_dumps
     from toolstack.xlcfg import CfgParseError, parse_cfg
@@ -71,11 +71,12 @@ def create_domain(config_file: str | None, extra: list[str], *, console: bool, p
         return -ERROR_FAIL
     if not quiet:
         err(f"Parsing config from {config_file}")
+    text = data.decode("utf-8", "surrogateescape")
     try:
-        raw = parse_cfg(data.decode("utf-8", "surrogateescape"), config_file, extra)
+        raw = parse_cfg(text, config_file, extra)
         cfg, warnings = domain_config_from_cfg(raw)
     except CfgParseError as e:
-        err("\n".join(e.messages))
+        err(crlf_message(text, config_file) or "\n".join(e.messages))
         return 1
     except ConfigError as e:
         err("\n".join(e.messages))     # one line per error in the file
