@@ -454,6 +454,11 @@ def _run(prog: str, mode: str, args: Sequence[str], incl_mode: bool, invoked: st
         try:
             xs = XsClient()
         except XsConnectError as err:      # err(1, "xs_open")
+            from xenpy.rundir import board_died_message
+            died = board_died_message()
+            if died:                       # why xenstored is gone, after Xen's own line
+                cli.warn(f"xs_open: {os.strerror(err.reason.errno or 0)}")
+                raise cli.fail(died)
             raise cli.fail(f"xs_open: {os.strerror(err.reason.errno or 0)}")
         try:
             while True:

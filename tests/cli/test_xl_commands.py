@@ -369,8 +369,8 @@ def test_a_dead_board_is_reported_and_a_fresh_directory_gets_one(tmp_path_factor
                         open(f"/proc/{pid}/stat").read().split()[2] == "Z", timeout=20)
         r = xl("list", env=env)
         assert r.returncode == 1 and r.stdout == ""
-        assert r.stderr == (f"xl: the board in {rundir} died (pid {pid}); its log is "
-                            f"{rundir}/board.log. Start a new one with 'xenpy boot'.\n")
+        assert r.stderr == (f"xl: the board (pid {pid}) died without shutting down; its last "
+                            f"words are in {rundir}/board.log; 'xenpy boot' starts a new one\n")
         assert int(open(os.path.join(rundir, "board.pid")).read()) == pid    # none started
     finally:
         run("xenpy", "shutdown", env=env)

@@ -178,8 +178,8 @@ def test_gdb_debugs_the_gntcmd_guest(board, gntcmd_elf, tmp_path):
                      gdb.stderr, flags=re.M)
     assert vgic and "31" in vgic.group(1).split(",") and "31" in vgic.group(3).split(","), gdb.stderr
 
-    # step: from `notifications++` to the ISR's closing brace, then out of it.
-    assert re.search(r"^66\t\}$", s["step"], flags=re.M), s["step"]
+    # step: from `notifications++` out of the ISR into the runtime's dispatcher (the closing
+    # brace shares its instructions with the increment at -O2, so gdb may not stop on it).
     assert re.search(r"^\w+ \(.*\) at lib/\w+\.[ch]:\d+$", s["step"], flags=re.M), s["step"]
 
     # A hardware watchpoint on a variable the guest writes (a Unicorn memory hook) ...

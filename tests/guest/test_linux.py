@@ -36,7 +36,6 @@ FATAL = re.compile(rb"Kernel panic - not syncing[^\n]*|Internal error: Oops[^\n]
 # and cannot find the address of a user-mode fault (an instruction fetch through PXN user tables),
 # so the kernel oopses or /init dies of SIGSEGV. The engine's rewrite fixes these; then this mark
 # goes.
-pytestmark = pytest.mark.xfail(reason="needs the exact-preemption vCPU engine", strict=False)
 
 
 def linux_cache() -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 
 from toolstack.xc import BoardNotRunning, Xc
 from toolstack.xl.utils import fail
-from xenpy.rundir import board_log_path, run_dir
+from xenpy.rundir import board_died_message, board_log_path, run_dir
 
 
 def board_state() -> tuple[str, int | None]:
@@ -62,9 +62,8 @@ def connect() -> tuple[Xc, Any]:
 def _start_or_explain() -> Xc:
     state, pid = board_state()
     log = board_log_path()
-    if state == "died":
-        raise fail(f"xl: the board in {run_dir()} died (pid {pid}); its log is {log}. "
-                   f"Start a new one with 'xenpy boot'.")
+    if state == "died":        # the words every tool uses for it (xenpy.rundir)
+        raise fail(f"xl: {board_died_message() or f'the board (pid {pid}) died'}")
     if state == "silent":
         raise fail(f"xl: the board in {run_dir()} (pid {pid}) does not answer on privcmd; "
                    f"its log is {log}.")

@@ -125,23 +125,24 @@ class EvtchnDevice:
         if lock is not None and self._holding:
             self._holding = False
             lock.release()
-        try:
-            with self._cond:
-                self._waiting = True
-                try:
-                    while not self._ring:
-                        self._usable()
-                        left = None if deadline is None else deadline - time.monotonic()
-                        if left is not None and left <= 0:
-                            return None
-                        self._cond.wait(left)
-                    return self._ring.popleft()
-                finally:
-                    self._waiting = False
-        finally:
-            if lock is not None:
-                lock.acquire()
-                self._holding = True
+        with self._cond:
+            self._waiting = True
+            try:
+                while not self._ring:
+                    self._usable()          # a closed device raises: the lock stays free
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        port = None
+                        break
+                    self._cond.wait(left)
+                else:
+                    port = self._ring.popleft()
+            finally:
+                self._waiting = False
+        if lock is not None:
+            lock.acquire()
+            self._holding = True
+        return port
 
     def unmask(self, port: int) -> None:
         """Re-enable a port after handling it; a port this device does not own is ignored."""

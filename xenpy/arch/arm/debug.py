@@ -185,11 +185,17 @@ class VcpuDebug:
         self.arch.uc.ctl_remove_cache(va, va + max(length, 1))
 
     def _on_code(self, uc, addr: int, _size: int, _data: object) -> None:
-        self.arch.stop()                 # PC stays on the breakpoint, not executed
+        self.arch.stop()
+        # A code hook runs before its instruction and outside any access, so stopping here
+        # is exact: PC stays on the breakpoint, not executed.
+        uc.emu_stop()
         self.on_hit(self.arch, BREAK, addr)
 
     def _on_mem(self, uc, access: int, addr: int, _size: int, _value: int, kind: int) -> None:
         self.arch.stop()
+        # Inside the access: Unicorn leaves with PC on the accessing instruction, which runs
+        # again on resume (gdb steps over a watchpoint hit, as on ARM hardware).
+        uc.emu_stop()
         if kind == ACCESS_WATCH:
             self.on_hit(self.arch, ACCESS_WATCH, addr)
         else:

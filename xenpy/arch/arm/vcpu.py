@@ -55,8 +55,9 @@ FSR_DEBUG_SHORT, FSR_DEBUG_LPAE = 0x2, (1 << 9) | 0x22
 
 WFI_A32 = 0xE320F003
 WFI_T16 = 0xBF30
-# The hints QEMU ends a block with and reports (EXCP_YIELD) with PC past them: YIELD and WFE.
-_A32_YIELDS = (0xE320F001, 0xE320F002)
+# The hints QEMU ends a block with and reports (EXCP_YIELD) with PC past them: YIELD and WFE
+# (A32 ones under any condition: Linux's read lock waits in `wfemi`).
+_A32_YIELDS = (0x0320F001, 0x0320F002)
 _T16_YIELDS = (0xBF10, 0xBF20)
 _T32_YIELDS = (0xF3AF8001, 0xF3AF8002)
 UNTIL = 0xFFFFFFFF  # never an instruction address: emu_start runs until something stops it
@@ -183,6 +184,11 @@ class ArmVcpu:
     def run(self) -> Exit:
         """Run guest code until it traps to the scheduler. Faults are reflected to the guest."""
         ctl = self.exitctl
+        if self.emu_count:                       # a debugger's step: what it asked for runs
+            self._preempt = False
+            ctl.ctl.stop = 0
+            # Blocks translated before Unicorn's counting hook existed would not count.
+            self.uc.ctl_flush_tb()
         while True:
             while self._posted:
                 self._posted.popleft()()
@@ -225,6 +231,8 @@ class ArmVcpu:
                 continue
             if why is Reason.BUDGET:
                 return Exit.PREEMPTED            # the deterministic quantum is over
+            if self.emu_count:                   # a step ends after its instruction
+                return Exit.WFI if self._after_wfi() else Exit.PREEMPTED
             if why is not Reason.NONE or self._retranslate:
                 self._retranslate = False
                 continue                         # posted work, a preemption or an interrupt
@@ -357,7 +365,7 @@ class ArmVcpu:
             return word is not None and struct.unpack("<HH", word) in (
                 (w >> 16, w & 0xFFFF) for w in _T32_YIELDS)
         prev = self._fetch_insn(pc - 4, False)
-        return prev in _A32_YIELDS
+        return prev is not None and prev >> 28 != 0xF and prev & 0x0FFFFFFF in _A32_YIELDS
 
     def _hook_intr(self, uc: Uc, intno: int, _data: object) -> None:
         pc, cpsr = self._pc_cpsr.read()
@@ -388,6 +396,11 @@ class ArmVcpu:
         else:
             self._log(f"vcpu{self.vcpu_id}: unexpected exception {intno} at {pc:#x}")
             self.stop(Exit.DOWN)
+        if self.exitctl.stop_requested:
+            # Outside any block (QEMU is between its exception and the next block), so a stop
+            # here is exact; needed when no block starts again (a vector that cannot be fetched
+            # faults at translation, forever).
+            uc.emu_stop()
 
     def _hook_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int,
                        _data: object) -> bool:

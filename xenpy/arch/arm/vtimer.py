@@ -24,7 +24,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Callable
 
-from unicorn import UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED
+from unicorn import UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED, UcError
 from unicorn.arm_const import UC_ARM_REG_CPSR, UC_ARM_REG_R0
 
 from xenpy.arch.arm.clock import CNTFRQ as CNTFRQ_HZ, NS_PER_TICK, HostClock
@@ -121,8 +121,13 @@ class VTimer:
         no new edge for it; have it translated and scan it once."""
         if pc in self._entries:
             return
+        if self.arch.read_virt(pc & ~1, 2) is None:
+            return          # nothing to translate there: the fetch faults when it runs
+        try:
+            start, _icount, size = self.arch.uc.ctl_request_cache(pc)
+        except UcError:
+            return
         self._entries.add(pc)
-        start, _icount, size = self.arch.uc.ctl_request_cache(pc)
         self._scan(self.arch.uc, start & ~1, size)
 
     def _on_new_block(self, uc, cur_tb, _prev_tb, _ud) -> None:
