@@ -30,12 +30,6 @@ PROMPT = re.compile(rb"xenpy:[^\n]*# ")
 FATAL = re.compile(rb"Kernel panic - not syncing[^\n]*|Internal error: Oops[^\n]*|"
                    rb"Unable to handle kernel [^\n]*|BUG: [^\n]*")
 
-# Today's vCPU engine re-runs an instruction that already made its memory access when another
-# thread stops it (ldrex/strex loops and spinlocks break), takes an interrupt late or never when
-# the guest unmasks with `cpsie i` (Linux's idle loop), turns a WFE in a spin loop into an Undef,
-# and cannot find the address of a user-mode fault (an instruction fetch through PXN user tables),
-# so the kernel oopses or /init dies of SIGSEGV. The engine's rewrite fixes these; then this mark
-# goes.
 
 
 def linux_cache() -> Path:
