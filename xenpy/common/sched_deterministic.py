@@ -29,7 +29,7 @@ from xenpy.arch.arm.domain import sample_timers
 from xenpy.arch.arm.p2m import current_vcpu
 from xenpy.arch.arm.vcpu import Exit
 from xenpy.common.schedule import Scheduler, runstate_change
-from xenpy.public.vcpu import RUNSTATE_blocked, RUNSTATE_offline, RUNSTATE_runnable, RUNSTATE_running
+from xenpy.public.vcpu import RUNSTATE_running
 
 if TYPE_CHECKING:
     from xenpy.common.domain import Vcpu
@@ -139,19 +139,8 @@ class DeterministicScheduler(Scheduler):
                 sample_timers(v)
         with self.cond:
             ran_ns = (a.exitctl.executed - start) // BYTES_PER_NS if a is not None else 0
-            v.cpu_time_ns += ran_ns
             self._seq += 1
-            v.last_ran = self._seq
-            v.running_on = None
-            self.current[cpu] = None
-            if why is Exit.WFI:
-                if v.wake_pending or self.hv.has_pending_interrupt(v):
-                    v.wake_pending = False
-                else:
-                    v.blocked = True
-            runstate_change(v, RUNSTATE_blocked if v.blocked else
-                            RUNSTATE_runnable if v.online else RUNSTATE_offline)
-            self.cond.notify_all()
+            self._put_back(v, cpu, why, ran_ns, self._seq)
         return ran_ns
 
     def timers_changed(self) -> None:

@@ -176,19 +176,24 @@ class Scheduler:
                 trace.emit("sched_out", v, pcpu=cpu, why=why.value)
             with self.cond:
                 ran, v.run_since_ns = time.perf_counter_ns() - t0, None
-                v.cpu_time_ns += ran
-                v.last_ran = time.monotonic()
-                v.running_on = None
-                self.current[cpu] = None
-                if why is Exit.WFI:
-                    v.stats.wfi += 1
-                    if v.wake_pending or self.hv.has_pending_interrupt(v):
-                        v.wake_pending = False
-                    else:
-                        v.blocked = True
-                runstate_change(v, RUNSTATE_blocked if v.blocked else
-                                RUNSTATE_runnable if v.online else RUNSTATE_offline)
-                self.cond.notify_all()
+                self._put_back(v, cpu, why, ran, time.monotonic())
+
+    def _put_back(self, v: "Vcpu", cpu: int, why: Exit, ran_ns: int, last_ran: float) -> None:
+        """v is off pCPU `cpu` after running ran_ns for `why`; with the cond held. A WFI blocks
+        unless an event came meanwhile or an interrupt is pending (masked or not)."""
+        v.cpu_time_ns += ran_ns
+        v.last_ran = last_ran
+        v.running_on = None
+        self.current[cpu] = None
+        if why is Exit.WFI:
+            v.stats.wfi += 1
+            if v.wake_pending or self.hv.has_pending_interrupt(v):
+                v.wake_pending = False
+            else:
+                v.blocked = True
+        runstate_change(v, RUNSTATE_blocked if v.blocked else
+                        RUNSTATE_runnable if v.online else RUNSTATE_offline)
+        self.cond.notify_all()
 
     def timers_changed(self) -> None:
         """A vCPU's timer deadline moved: the ticker recomputes when to wake."""

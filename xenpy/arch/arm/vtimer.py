@@ -162,14 +162,23 @@ class VTimer:
         uc.ctl_remove_cache(pc, pc + size)
         self.arch.retranslate()
 
-    def _on_timer_insn(self, uc, addr: int, _size: int, data: tuple[int, bool]) -> None:
+    @staticmethod
+    def _executes(uc, decoder, data: tuple[int, bool]) -> tuple[str, int, int | None] | None:
+        """(register, Rt, Rt2) of a hooked instruction that will execute (its condition holds)."""
         insn, thumb = data
-        dec = decode_timer_write(insn, thumb)
+        dec = decoder(insn, thumb)
         if dec is None:
-            return
+            return None
         name, rt, rt2, cond = dec
         if not thumb and cond != 0xE and not cond_passed(cond, uc.reg_read(UC_ARM_REG_CPSR)):
+            return None
+        return name, rt, rt2
+
+    def _on_timer_insn(self, uc, addr: int, _size: int, data: tuple[int, bool]) -> None:
+        dec = self._executes(uc, decode_timer_write, data)
+        if dec is None:
             return
+        name, rt, rt2 = dec
         val = uc.reg_read(UC_ARM_REG_R0 + rt) if rt < 13 else self.arch.reg(rt)
         if rt2 is not None:
             val |= (uc.reg_read(UC_ARM_REG_R0 + rt2) if rt2 < 13 else self.arch.reg(rt2)) << 32
@@ -177,13 +186,10 @@ class VTimer:
 
     def _on_counter_read(self, uc, addr: int, _size: int, data: tuple[int, bool]) -> None:
         """A trapped counter read (deterministic board): answer it and skip the instruction."""
-        insn, thumb = data
-        dec = decode_counter_read(insn, thumb)
+        dec = self._executes(uc, decode_counter_read, data)
         if dec is None:
             return
-        name, rt, rt2, cond = dec
-        if not thumb and cond != 0xE and not cond_passed(cond, uc.reg_read(UC_ARM_REG_CPSR)):
-            return
+        name, rt, rt2 = dec
         now = self.clock.count()
         if name == "CNTPCT":
             value = now
