@@ -16,6 +16,7 @@ import json
 import sys
 from typing import Any
 
+from toolstack.subcommand import Failure, dispatch
 from xenpy.public.event_channel import (EVTCHNSTAT_closed, EVTCHNSTAT_interdomain, EVTCHNSTAT_ipi,
                                         EVTCHNSTAT_pirq, EVTCHNSTAT_unbound, EVTCHNSTAT_virq)
 from xenpy.public.grant_table import (GTF_PAT, GTF_PCD, GTF_PWT, GTF_readonly, GTF_reading,
@@ -24,10 +25,6 @@ from xenpy.public.grant_table import (GTF_PAT, GTF_PCD, GTF_PWT, GTF_readonly, G
 TYPES = {EVTCHNSTAT_unbound: "unbound", EVTCHNSTAT_interdomain: "interdomain",
          EVTCHNSTAT_pirq: "pirq", EVTCHNSTAT_virq: "virq", EVTCHNSTAT_ipi: "ipi"}
 MAX_SCAN = 4096          # ports looked at per domain at most (Xen's 2-level ABI has 1024 on arm32)
-
-
-class Failure(Exception):
-    """One line for stderr, exit status 1."""
 
 
 def _connect():
@@ -254,15 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        ns = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    try:
-        return ns.func(ns)
-    except Failure as e:
-        print(e, file=sys.stderr)
-        return 1
+    return dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,13 @@ import json
 import sys
 from typing import Any
 
+from toolstack.subcommand import Failure, dispatch
 from xenpy.public import sysctl as S
 
 PCPU_PID = 1                 # the pCPUs' process in the trace viewer
 DOM_PID_BASE = 100           # domain N is process 100 + N, its vCPU k thread k
 DOM_TID = 1000               # a domain's events with no vCPU (dom0's sends, the lifecycle)
 SMALL_US = 1.0               # the width of a slice that has no length of its own
-
-
-class Failure(Exception):
-    pass
 
 
 def _xc():
@@ -270,12 +267,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        ns = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    try:
-        return ns.func(ns)
-    except Failure as e:
-        print(e, file=sys.stderr)
-        return 1
+    return dispatch(build_parser(), argv)
