@@ -320,16 +320,18 @@ class ArmVcpu:
     def _hook_invalid(self, uc: Uc, _data: object) -> bool:
         r0, r1, r2, r3, r4, r12, pc, cpsr, sctlr = self._trap_regs.read()
         thumb = bool(cpsr & PSR_T)
-        if self._yielded(pc, thumb):
-            # WFE and YIELD give the pCPU away if another vCPU wants it. A WFE may complete at
-            # any time (the guest re-checks its condition), so no event register is needed.
-            self.stop()
-            return True
         insn = self._fetch_insn(pc, thumb, sctlr)
         imm = _hvc_imm(insn, thumb) if insn is not None else None
         if imm is None:
-            self.inject(Vector.UNDEF, pc)
+            if self._yielded(pc, thumb):
+                # WFE and YIELD give the pCPU away if another vCPU wants it. A WFE may complete
+                # at any time (the guest re-checks its condition): no event register is needed.
+                self.stop()
+            else:
+                self.inject(Vector.UNDEF, pc)
             return True
+        # An HVC at PC is this trap's instruction (after a WFE it may also be the WFE's report:
+        # the WFE has completed either way, and the HVC runs once, here).
         self.exitctl.charge(TRAP_COST)
         if imm == XEN_HYPERCALL_TAG:
             self.hypercalls += 1
