@@ -41,20 +41,20 @@ _MCR_REGS = {(3, 1): "CNTV_CTL", (3, 0): "CNTV_TVAL", (2, 1): "CNTP_CTL", (2, 0)
 _MCRR_REGS = {3: "CNTV_CVAL", 2: "CNTP_CVAL"}
 
 
-def now_count() -> int:
-    return time.monotonic_ns() // NS_PER_TICK
+def _cond(insn: int, thumb: bool) -> int | None:
+    """The condition of a coprocessor move: an A32 word's own (None for the unconditional
+    space), or always for T32 (hw1 << 16 | hw2, which must be in the 0xE... coprocessor space)."""
+    if thumb:
+        return 0xE if insn >> 28 == 0xE else None
+    return None if insn >> 28 == 0xF else insn >> 28
 
 
 def decode_counter_read(insn: int, thumb: bool) -> tuple[str, int, int | None, int] | None:
     """(register, Rt, Rt2, cond) if `insn` reads the counter or a TVAL (MRRC/MRC), else None."""
-    if thumb:
-        cond, word = 0xE, insn
-        if insn >> 28 != 0xE:
-            return None
-    else:
-        cond, word = insn >> 28, insn
-        if cond == 0xF:
-            return None
+    cond = _cond(insn, thumb)
+    if cond is None:
+        return None
+    word = insn
     if word & 0x0FF00F0F == 0x0C500F0E:                          # MRRC p15, opc1, Rt, Rt2, c14
         name = {0: "CNTPCT", 1: "CNTVCT"}.get((word >> 4) & 0xF)
         return (name, (word >> 12) & 0xF, (word >> 16) & 0xF, cond) if name else None
@@ -70,14 +70,10 @@ def decode_timer_write(insn: int, thumb: bool) -> tuple[str, int, int | None, in
     A32 words carry their condition; T32 MCR/MCRR (hw1 << 16 | hw2) have the same low fields and
     run unconditionally (an IT block around a timer write is not modelled).
     """
-    if thumb:
-        cond, word = 0xE, insn
-        if insn >> 28 != 0xE:
-            return None
-    else:
-        cond, word = insn >> 28, insn
-        if cond == 0xF:
-            return None
+    cond = _cond(insn, thumb)
+    if cond is None:
+        return None
+    word = insn
     if word & 0x0FF00F10 == 0x0E000F10 and (word >> 16) & 0xF == 14 and not (word >> 20) & 1:
         if (word >> 21) & 7:                      # opc1 must be 0
             return None
