@@ -21,7 +21,6 @@ On a deterministic board (clock.InstructionClock) the counter reads are trapped 
 from __future__ import annotations
 
 import struct
-import time
 from typing import TYPE_CHECKING, Callable
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED, UcError
