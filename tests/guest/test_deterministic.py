@@ -53,7 +53,14 @@ def test_pingpong(tmp_path_factory):
     def scenario(env):
         r = xl("create", str(EXAMPLES / "pingpong/pong.cfg"), env=env)
         assert r.returncode == 0, r.stderr
-        return create_console(env, EXAMPLES / "pingpong/ping.cfg")
+        out = create_console(env, EXAMPLES / "pingpong/ping.cfg")
+        # Pong runs on after ping is gone: the log is compared once pong has finished too, not
+        # at whatever point of pong's run the host's speed lets the next command find it. Its
+        # console is a dom0 wait, so pong's timers expire meanwhile; it ends as pong powers off.
+        r = xl("console", "pong", env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[-1:] == ["Test result: SUCCESS"], r.stdout
+        return out + r.stdout.splitlines()
     out, log = twice(tmp_path_factory, scenario)
     assert "ping: 100 round trips" in "\n".join(out)
     assert any("pong: echoed 100 notifications" in line for line in log)

@@ -13,10 +13,11 @@ in-board services have handled every event the guests sent them, so a backend an
 virtual time.
 
 Idle time passes only while dom0 waits for the guests (a console read, an event-channel read):
-when every vCPU waits and nobody in dom0 does, the board stands still. So a dom0 command always
-finds the guests where the previous one left them, and a scenario driven by commands (create,
+when every vCPU waits and nobody in dom0 does, the board stands still. So a dom0 command finds
+waiting guests where the previous one left them, and a scenario driven by commands (create,
 console, a driver's request and its answer) runs the same way every time, whatever the host.
-Nothing the guests see depends on host time.
+Nothing the guests see depends on host time. What a dom0 command sees of a guest that is still
+running does: a scenario that reads the log compares it once the guests have finished or wait.
 """
 from __future__ import annotations
 
