@@ -278,8 +278,7 @@ class Hypervisor:
 
     def timer_written(self, v: Vcpu) -> None:
         """The guest reprogrammed a timer: update its line now and let the ticker see the deadline."""
-        sample_timers(v)
-        self.scheduler.timers_changed()
+        self.scheduler.timers_changed(sample_timers(v))
 
     def vcpu_mark_events_pending(self, v: Vcpu) -> None:
         """evtchn_upcall_pending went 0 -> 1: raise the event-channel PPI (31) in its vGIC."""

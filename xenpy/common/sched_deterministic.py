@@ -144,7 +144,7 @@ class DeterministicScheduler(Scheduler):
             self._put_back(v, cpu, why, ran_ns, self._seq)
         return ran_ns
 
-    def timers_changed(self) -> None:
+    def timers_changed(self, deadline_ns: int | None) -> None:
         pass                     # the executor looks at every deadline each round
 
 

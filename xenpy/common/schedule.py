@@ -46,6 +46,7 @@ class Scheduler:
         self.idle_ns = [0] * nr_pcpus
         self._stopping = False
         self._tick_event = threading.Event()
+        self._tick_at_ns = 0    # when the ticker will look next (0: it is looking now)
         self._threads = [threading.Thread(target=self._pcpu_loop, args=(c,), daemon=True,
                                           name=f"pcpu{c}") for c in range(nr_pcpus)]
         self._threads.append(threading.Thread(target=self._ticker, daemon=True, name="ticker"))
@@ -71,11 +72,12 @@ class Scheduler:
         """An event for v: unblock it, or make its next WFI fall through if it is running (it
         takes the interrupt itself at the first block start with CPSR.I clear)."""
         with self.cond:
+            v.blocked = False
             if v.running_on is not None:
                 v.wake_pending = True
                 if v.arch is not None:
                     v.arch.kick()
-            v.blocked = False
+                return          # no pCPU has anything new to pick: waking them costs a GIL hand-off
             self.cond.notify_all()
 
     def try_hold(self, v: "Vcpu") -> bool:
@@ -195,13 +197,17 @@ class Scheduler:
                         RUNSTATE_runnable if v.online else RUNSTATE_offline)
         self.cond.notify_all()
 
-    def timers_changed(self) -> None:
-        """A vCPU's timer deadline moved: the ticker recomputes when to wake."""
-        self._tick_event.set()
+    def timers_changed(self, deadline_ns: int | None) -> None:
+        """A vCPU's timer deadline moved: the ticker recomputes when to wake if the new one is
+        before its next look. A later deadline, or a disarmed timer, need not wake it: each wake
+        is a thread hand-off, and a guest reprograms its timer on every tick."""
+        if deadline_ns is not None and deadline_ns - TIMER_EARLY_NS < self._tick_at_ns:
+            self._tick_event.set()
 
     def _ticker(self) -> None:
         """Slice ends and timer deadlines: preempt, or wake a vCPU whose timer fired."""
         while not self._stopping:
+            self._tick_at_ns = 1 << 63           # any deadline set during this pass wakes it
             now_ns = time.monotonic_ns()
             next_ns = now_ns + int(self.slice_s / 2 * 1e9)
             now = time.monotonic()
@@ -234,6 +240,7 @@ class Scheduler:
 
     def _sleep_until(self, next_ns: int, timer_ns: int | None) -> None:
         """Until next_ns (roughly) or a guest timer deadline (closely), or a timers_changed()."""
+        self._tick_at_ns = min(next_ns, timer_ns) if timer_ns is not None else next_ns
         if timer_ns is not None and timer_ns - TIMER_EARLY_NS < next_ns:
             delay = (timer_ns - TIMER_EARLY_NS - time.monotonic_ns()) / 1e9
             if delay <= 0 or not self._tick_event.wait(delay):

@@ -59,6 +59,42 @@ class RegBatch:
         return [g() for g in self._getters]
 
 
+class RegReader:
+    """uc_reg_read of one 32-bit core register without the binding's per-call overhead."""
+
+    def __init__(self, handle: int) -> None:
+        self._h = handle
+        self._val = ctypes.c_uint64(0)
+        self._ref = ctypes.byref(self._val)
+
+    def __call__(self, reg: int) -> int:
+        uclib.uc_reg_read(self._h, reg, self._ref)
+        return self._val.value & 0xFFFFFFFF
+
+
+class Cp15Access:
+    """One CP15 register read or written by name, without the binding's per-call overhead (a
+    timer write and its interrupt touch several: the binding's path cost ~10 us a tick)."""
+
+    def __init__(self, handle: int) -> None:
+        self._h = handle
+        self._reads: dict[str, tuple[_CpReg, object]] = {}
+
+    def read(self, name: str) -> int:
+        cell = self._reads.get(name)
+        if cell is None:
+            reg = _CpReg(*CP15[name], 0)
+            cell = self._reads[name] = (reg, ctypes.byref(reg))
+        uclib.uc_reg_read(self._h, UC_ARM_REG_CP_REG, cell[1])
+        return cell[0].val
+
+    def write(self, name: str, value: int) -> None:
+        # A cell per write: the GIL is released during the call, and a write from another
+        # thread must not change this one's value.
+        reg = _CpReg(*CP15[name], value & 0xFFFFFFFFFFFFFFFF)
+        uclib.uc_reg_write(self._h, UC_ARM_REG_CP_REG, ctypes.byref(reg))
+
+
 class RegWriter:
     """uc_reg_write(_batch) for n 32-bit core registers without the binding's per-call overhead."""
 

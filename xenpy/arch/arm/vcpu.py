@@ -26,13 +26,13 @@ from unicorn import (UC_ARCH_ARM, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UC_HOOK_ME
                      UC_HOOK_MEM_UNMAPPED, UC_MEM_FETCH_PROT, UC_MEM_FETCH_UNMAPPED,
                      UC_MEM_WRITE_PROT, UC_MEM_WRITE_UNMAPPED, UC_MODE_ARM, UC_PROT_ALL, Uc,
                      UcError)
-from unicorn.arm_const import (UC_ARM_REG_CP_REG, UC_ARM_REG_CPSR, UC_ARM_REG_LR, UC_ARM_REG_PC,
+from unicorn.arm_const import (UC_ARM_REG_CPSR, UC_ARM_REG_LR, UC_ARM_REG_PC,
                                UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3,
                                UC_ARM_REG_R4, UC_ARM_REG_R12, UC_ARM_REG_SP, UC_ARM_REG_SPSR,
                                UC_CPU_ARM_CORTEX_A7)
 
 from xenpy.arch.arm import decode, guest_walk
-from xenpy.arch.arm.regs import CP15, RegBatch, RegWriter
+from xenpy.arch.arm.regs import Cp15Access, RegBatch, RegReader, RegWriter
 from xenpy.arch.arm.tbhook import ExitControl, Reason
 from xenpy.public.arch_arm import XEN_HYPERCALL_TAG, hvc_a32
 
@@ -127,6 +127,8 @@ class ArmVcpu:
                                        UC_ARM_REG_CPSR, "SCTLR"])
         self._mmu_regs = RegBatch(h, ["SCTLR", "TTBCR", "TTBR0", "TTBR1", "DACR"])
         self._write = RegWriter(h)
+        self._cp15 = Cp15Access(h)
+        self._read = RegReader(h)
         self._write2 = RegWriter(h, 2)
         self._fetch_cache: dict[tuple[int, ...], int] = {}
         self._pc_cpsr = RegBatch(h, [UC_ARM_REG_PC, UC_ARM_REG_CPSR])
@@ -146,8 +148,8 @@ class ArmVcpu:
     # -- registers ---------------------------------------------------------------------------
 
     def reg(self, n: int) -> int:
-        return self.uc.reg_read(UC_ARM_REG_R0 + n) if n < 13 else self.uc.reg_read(
-            (UC_ARM_REG_SP, UC_ARM_REG_LR, UC_ARM_REG_PC)[n - 13])
+        return self._read(UC_ARM_REG_R0 + n if n < 13 else
+                          (UC_ARM_REG_SP, UC_ARM_REG_LR, UC_ARM_REG_PC)[n - 13])
 
     def set_reg(self, n: int, value: int) -> None:
         self.uc.reg_write(UC_ARM_REG_R0 + n if n < 13 else
@@ -155,17 +157,17 @@ class ArmVcpu:
 
     @property
     def pc(self) -> int:
-        return self.uc.reg_read(UC_ARM_REG_PC)
+        return self._read(UC_ARM_REG_PC)
 
     @property
     def cpsr(self) -> int:
-        return self.uc.reg_read(UC_ARM_REG_CPSR)
+        return self._read(UC_ARM_REG_CPSR)
 
     def cp15(self, name: str) -> int:
-        return self.uc.reg_read(UC_ARM_REG_CP_REG, CP15[name])
+        return self._cp15.read(name)
 
     def set_cp15(self, name: str, value: int) -> None:
-        self.uc.reg_write(UC_ARM_REG_CP_REG, CP15[name] + (value,))
+        self._cp15.write(name, value)
 
     def stage1(self) -> guest_walk.Stage1Regs:
         sctlr, ttbcr, ttbr0, ttbr1, dacr = self._mmu_regs.read()

@@ -186,6 +186,8 @@ class VGic:
             raise ValueError(f"SGI {irq} has no input line")
         if irq < NR_LOCAL_IRQS:
             self._check_vcpu(vcpu)
+        if self._state(vcpu, irq).line == level:
+            return          # no change, no edge: the timer is sampled at every trap
         with self._update():
             st = self._state(vcpu, irq)
             if level and not st.line and st.edge:

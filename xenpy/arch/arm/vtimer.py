@@ -24,7 +24,6 @@ import struct
 from typing import TYPE_CHECKING, Callable
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED, UcError
-from unicorn.arm_const import UC_ARM_REG_CPSR, UC_ARM_REG_R0
 
 from xenpy.arch.arm.clock import CNTFRQ as CNTFRQ_HZ, NS_PER_TICK, HostClock
 from xenpy.arch.arm.regs import RegBatch
@@ -131,7 +130,7 @@ class VTimer:
     def _scan(self, uc, pc: int, size: int) -> None:
         if not size:
             return
-        thumb = bool(uc.reg_read(UC_ARM_REG_CPSR) & (1 << 5))
+        thumb = bool(self.arch.cpsr & (1 << 5))
         code = self.arch.read_virt(pc, size + (2 if thumb else 0))
         if code is None:
             return
@@ -157,15 +156,14 @@ class VTimer:
         uc.ctl_remove_cache(pc, pc + size)
         self.arch.retranslate()
 
-    @staticmethod
-    def _executes(uc, decoder, data: tuple[int, bool]) -> tuple[str, int, int | None] | None:
+    def _executes(self, uc, decoder, data: tuple[int, bool]) -> tuple[str, int, int | None] | None:
         """(register, Rt, Rt2) of a hooked instruction that will execute (its condition holds)."""
         insn, thumb = data
         dec = decoder(insn, thumb)
         if dec is None:
             return None
         name, rt, rt2, cond = dec
-        if not thumb and cond != 0xE and not cond_passed(cond, uc.reg_read(UC_ARM_REG_CPSR)):
+        if not thumb and cond != 0xE and not cond_passed(cond, self.arch.cpsr):
             return None
         return name, rt, rt2
 
@@ -174,9 +172,9 @@ class VTimer:
         if dec is None:
             return
         name, rt, rt2 = dec
-        val = uc.reg_read(UC_ARM_REG_R0 + rt) if rt < 13 else self.arch.reg(rt)
+        val = self.arch.reg(rt)
         if rt2 is not None:
-            val |= (uc.reg_read(UC_ARM_REG_R0 + rt2) if rt2 < 13 else self.arch.reg(rt2)) << 32
+            val |= self.arch.reg(rt2) << 32
         self.write(name, val)
 
     def _on_counter_read(self, uc, addr: int, _size: int, data: tuple[int, bool]) -> None:
