@@ -90,10 +90,13 @@ def grab(pattern: str, lines: list[str]) -> tuple[int, ...]:
     raise GuestFailed(f"no line matches {pattern!r}")
 
 
-def pingpong(b: Bench, rounds: int) -> dict[str, float]:
+def pingpong(b: Bench, rounds: int, cpus: tuple[str, str] = ("0", "1"), prefix: str = ""
+             ) -> dict[str, float]:
+    """Ping on pCPU cpus[0], pong on cpus[1]: across pCPUs (a wake-up is a host thread's) or on one
+    (the pCPU switches from one to the other)."""
     pong = b.create(EXAMPLES / "pingpong/pong.cfg", f'extra="role=pong rounds={rounds}"',
-                    paused=True)
-    ping = b.create(EXAMPLES / "pingpong/ping.cfg",
+                    f'cpus="{cpus[1]}"', paused=True)
+    ping = b.create(EXAMPLES / "pingpong/ping.cfg", f'cpus="{cpus[0]}"',
                     f'extra="role=ping peer={pong} rounds={rounds} hcalls=5000 timeout_ms=20000"')
     b.lx.xc.domain_unpause(pong)
     try:
@@ -104,9 +107,10 @@ def pingpong(b: Bench, rounds: int) -> dict[str, float]:
         b.finish(pong)
     (null_ns,) = grab(r"ping: null hypercall \(xen_version\) (\d+) ns, average of \d+", lines)
     avg, lo, hi = grab(rf"ping: {rounds} round trips: avg (\d+) us, min (\d+) us, max (\d+) us", lines)
-    return {"evtchn_rtt_avg_us": avg, "evtchn_rtt_min_us": lo, "evtchn_rtt_max_us": hi,
-            "null_hypercall_ns": null_ns, "evtchn_rtt_over_null_hypercall": avg * 1000 / null_ns,
-            "rounds": rounds}
+    res = {"evtchn_rtt_avg_us": avg, "evtchn_rtt_min_us": lo, "evtchn_rtt_max_us": hi,
+           "null_hypercall_ns": null_ns, "evtchn_rtt_over_null_hypercall": avg * 1000 / null_ns,
+           "rounds": rounds}
+    return {prefix + k: v for k, v in res.items()}
 
 
 def timer(b: Bench, ticks: int, period_us: int, prefix: str) -> dict[str, float]:
@@ -160,6 +164,8 @@ def main() -> int:
     b = Bench()
     try:
         for name, fn in (("pingpong", lambda: pingpong(b, 100 if q else 500)),
+                         ("pingpong_one_pcpu", lambda: pingpong(b, 100 if q else 500, ("0", "0"),
+                                                                "one_pcpu_")),
                          ("timer", lambda: timer(b, 300 if q else 2000, 1000, "timer")),
                          ("timer_max_rate", lambda: timer(b, 500 if q else 3000, 1, "maxrate")),
                          ("ipi", lambda: ipi(b, 100 if q else 300, 500 if q else 2000))):

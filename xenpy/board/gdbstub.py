@@ -233,7 +233,7 @@ class GdbStub:
             # a WFI left the vCPU running code again.
             v.blocked = why is Exit.WFI and not (v.wake_pending or self.hv.has_pending_interrupt(v))
             v.wake_pending = False
-            sched.cond.notify_all()
+            sched.notify(v)
         return self.stop_reply
 
     def _wait_stop(self) -> str | None:

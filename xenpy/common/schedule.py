@@ -40,7 +40,12 @@ class Scheduler:
         self.hv = hv
         self.nr_pcpus = nr_pcpus
         self.slice_s = slice_ms / 1000
-        self.cond = threading.Condition()
+        lock = threading.RLock()
+        self.cond = threading.Condition(lock)
+        # Each pCPU idles on its own condition (sharing the lock), so a wake-up rouses only the
+        # pCPUs that may run the vCPU, as Xen raises SCHEDULE_SOFTIRQ on one pCPU: a pCPU woken
+        # for nothing costs a GIL hand-off to the pCPU that is running guest code.
+        self._idle = [threading.Condition(lock) for _ in range(nr_pcpus)]
         self.current: list["Vcpu | None"] = [None] * nr_pcpus
         self.slice_start = [0.0] * nr_pcpus
         self.idle_ns = [0] * nr_pcpus
@@ -62,7 +67,7 @@ class Scheduler:
             for v in self.current:
                 if v is not None and v.arch is not None:
                     v.arch.stop()
-            self.cond.notify_all()
+            self.notify()
         for t in self._threads:
             t.join(timeout=5)
 
@@ -77,8 +82,8 @@ class Scheduler:
                 v.wake_pending = True
                 if v.arch is not None:
                     v.arch.kick()
-                return          # no pCPU has anything new to pick: waking them costs a GIL hand-off
-            self.cond.notify_all()
+                return          # no pCPU has anything new to pick
+            self.notify(v)
 
     def try_hold(self, v: "Vcpu") -> bool:
         """Keep a vCPU that is not on a pCPU off them until release(); False if it is running."""
@@ -92,12 +97,22 @@ class Scheduler:
         with self.cond:
             for v in vcpus:
                 v.held -= 1
-            self.cond.notify_all()
+            self.notify()
 
     def kick(self) -> None:
         """Something became runnable (unpause, CPU_ON, affinity change): let idle pCPUs look."""
         with self.cond:
-            self.cond.notify_all()
+            self.notify()
+
+    def notify(self, v: "Vcpu | None" = None) -> None:
+        """With the lock held: the idle pCPUs that may run v (any vCPU: all of them) look again,
+        and whoever waits on `cond` for a vCPU to leave its pCPU rechecks."""
+        cpus = (range(self.nr_pcpus) if v is None or v.hard_affinity is None
+                else v.hard_affinity)
+        for c in cpus:
+            if 0 <= c < self.nr_pcpus:
+                self._idle[c].notify()
+        self.cond.notify_all()
 
     def deschedule(self, vcpus: Iterable["Vcpu"], timeout: float = 5.0) -> bool:
         """Stop the given vCPUs and wait until none of them is running (pause, destroy)."""
@@ -147,7 +162,7 @@ class Scheduler:
                 v = None
                 idle_from = time.perf_counter_ns()
                 while not self._stopping and (v := self._pick(cpu)) is None:
-                    self.cond.wait(0.05)
+                    self._idle[cpu].wait(0.05)
                 self.idle_ns[cpu] += time.perf_counter_ns() - idle_from
                 if self._stopping:
                     return
@@ -195,6 +210,11 @@ class Scheduler:
                 v.blocked = True
         runstate_change(v, RUNSTATE_blocked if v.blocked else
                         RUNSTATE_runnable if v.online else RUNSTATE_offline)
+        # Who may want a pCPU now: v itself if still runnable (preempted), and the other vCPUs
+        # of its domain, which wait while one of theirs runs (see _eligible).
+        for o in v.domain.vcpus:
+            if o.runnable:
+                self.notify(o)
         self.cond.notify_all()
 
     def timers_changed(self, deadline_ns: int | None) -> None:

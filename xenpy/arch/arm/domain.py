@@ -13,7 +13,9 @@ from xenpy.arch.arm.traps import watch_aborts
 from xenpy.arch.arm.vgic import VgicAccessError
 from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SGIR, GICD_SIZE, GICC_SIZE, VGicV2
 from xenpy.arch.arm.vtimer import VTimer
-from xenpy.public.arch_arm import GUEST_EVTCHN_PPI
+from xenpy.public.arch_arm import GUEST_EVTCHN_PPI, GUEST_TIMER_PHYS_NS_PPI, GUEST_TIMER_VIRT_PPI
+
+TIMER_PPIS = (GUEST_TIMER_VIRT_PPI, GUEST_TIMER_PHYS_NS_PPI)
 
 if TYPE_CHECKING:
     from xenpy.common.domain import Domain, Vcpu
@@ -90,7 +92,7 @@ def _gicc_write(v: "Vcpu", off: int, size: int, val: int) -> None:
             trace.upcall_exit(v.domain.domid, v.vcpu_id)
         trace.emit("eoi", v, irq=val & 0x3FF)
     v.domain.vgic.cpu_write(v.vcpu_id, off, size, val)
-    if off == GICC_EOIR:
+    if off == GICC_EOIR and val & 0x3FF in TIMER_PPIS:
         sample_timers(v)       # a still-expired timer is pending again at once, a reprogrammed one not
 
 
