@@ -77,6 +77,16 @@ class Bench:
             raise GuestFailed(f"domain {domid}: {lines[-1]}\n{text}")
         return lines
 
+    def wait_for_line(self, domid: int, prefix: str, timeout: float) -> None:
+        text, offset = "", 0
+        deadline = time.monotonic() + timeout
+        while not any(line.startswith(prefix) for line in text.splitlines()):
+            if time.monotonic() > deadline:
+                raise GuestFailed(f"domain {domid}: no {prefix!r} after {timeout:.0f} s:\n{text}")
+            r = self.lx.xc.console_read(domid, offset, 0.5)
+            text += r["data"]
+            offset = r["offset"]
+
     def finish(self, domid: int) -> None:
         if self.lx.xc.domain_getinfo(domid) is not None:
             self.lx.destroy(domid)
@@ -98,8 +108,11 @@ def pingpong(b: Bench, rounds: int, cpus: tuple[str, str] = ("0", "1"), prefix: 
                     f'cpus="{cpus[1]}"', paused=True)
     ping = b.create(EXAMPLES / "pingpong/ping.cfg", f'cpus="{cpus[0]}"',
                     f'extra="role=ping peer={pong} rounds={rounds} hcalls=5000 timeout_ms=20000"')
-    b.lx.xc.domain_unpause(pong)
     try:
+        # Pong stays paused while ping times its null hypercalls: the figure is a hypercall's
+        # cost, not a hypercall's wait for the interpreter lock beside a busy pCPU.
+        b.wait_for_line(ping, "ping: offered port", 30)
+        b.lx.xc.domain_unpause(pong)
         lines = b.console(ping, 30 + rounds * 0.05)
         b.console(pong, 30)
     finally:
