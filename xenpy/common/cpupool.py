@@ -95,6 +95,9 @@ class Cpupools:
             return 0
 
     def _insert(self, d: "Domain", c: Cpupool) -> None:
+        for v in d.vcpus:                     # vcpu-list's CPU column names a pCPU of the pool
+            if c.cpu_valid and v.processor not in c.cpu_valid and not d.privileged:
+                v.processor = min(c.cpu_valid)
         d.cpupool = c
         c.domains.append(d)
         c.sched.insert_domain(d)
@@ -119,8 +122,6 @@ class Cpupools:
                 old.sched.remove_domain(d)
             for v in d.vcpus:
                 v.hard_affinity = v.soft_affinity = None
-                if c.cpu_valid and v.processor not in c.cpu_valid:
-                    v.processor = min(c.cpu_valid)
             self._insert(d, c)
             self.cond.notify_all()
         return 0

@@ -203,7 +203,9 @@ def getvcpuinfo(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
     stats["hypercalls"] = v.arch.hypercalls if v.arch is not None else 0
     return 0, {"vcpu": n, "online": int(v.online), "blocked": int(v.online and not running),
                "running": int(running), "cpu_time": cpu_time, "cpu": v.processor,
-               "xenpy_stats": stats}     # beyond Xen's fields: the counters behind xl top
+               "xenpy_stats": stats,     # beyond Xen's fields: the counters behind xl top
+               # and the pCPU the null scheduler gave it (None: waiting, or not null)
+               "xenpy_assigned": d.cpupool.sched.assignment(v) if d.cpupool else None}
 
 
 def _cpumap(cpus: list[int] | None, nr: int) -> frozenset[int] | None:
