@@ -2,10 +2,13 @@
 
 Each vCPU has credit, in ns. Running burns it at the rate max_weight / weight of the pool's
 heaviest domain, so a domain of weight 512 burns at half the rate of one of 256 and, among busy
-vCPUs sharing a pCPU, gets twice the time. A pCPU picks the eligible vCPU with the most credit
-(the one that waited longest among equals); when the one picked has none left, every vCPU of the
-pool gets CREDIT_INIT more, clipped at CREDIT_INIT (reset_credit). A vCPU that blocked a lot
-comes back with credit to spare and runs first, as in Xen.
+vCPUs sharing a pCPU, gets twice the time. A pCPU picks, among the eligible vCPUs that have
+credit left, the one that waited longest; when none has any, every vCPU of the pool gets
+CREDIT_INIT more, clipped at CREDIT_INIT (reset_credit), so the pCPU never idles while one could
+run. Xen's credit2 picks the vCPU with the most credit instead and biases against one that
+yields (CSCHED2_YIELD_BIAS); here a guest spinning in WFE for a lock, which burns next to no
+credit, would then starve the lock's holder, so credit only decides who may run, and the order
+among them stays the round robin the one-vCPU-of-a-domain rule relies on.
 
 A cap (percent of one pCPU, 0 = none) is a budget: every BDGT_REPL_PERIOD the domain gets
 period * cap / 100 ns to spend across its vCPUs; a vCPU whose domain spent it is parked until
@@ -96,17 +99,15 @@ class Credit2(Scheduler):
 
     def pick(self, cpu: int, eligible: list["Vcpu"]) -> "Vcpu | None":
         now = self.pool.hv.clock.now_ns() if self.pool is not None else 0
-        best, key = None, None
-        for v in eligible:
-            if self._parked(v, now):
-                continue
-            soft = v.soft_affinity is None or cpu in v.soft_affinity
-            k = (not soft, -v.sched_priv.credit, v.last_ran)
-            if key is None or k < key:
-                best, key = v, k
-        if best is not None and best.sched_priv.credit <= 0:
+        cands = [v for v in eligible if not self._parked(v, now)]
+        if not cands:
+            return None
+        funded = [v for v in cands if v.sched_priv.credit > 0]
+        if not funded:
             self._reset_credit()
-        return best
+            funded = [v for v in cands if v.sched_priv.credit > 0] or cands
+        return min(funded, key=lambda v: (v.soft_affinity is not None
+                                          and cpu not in v.soft_affinity, v.last_ran))
 
     def _reset_credit(self) -> None:
         for d in self.domains:
