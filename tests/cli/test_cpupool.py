@@ -93,10 +93,11 @@ def test_a_domain_in_the_null_pool_runs_on_its_pcpu(pooled):
     # the CPU column: "%5u %5u" then "%5u %3c%c- " (xl_vcpu.c)
     assert wait_for(lambda: xl("vcpu-list", "rtspin", env=env).stdout.splitlines()[1].split()[3:5]
                     == ["1", "r--"], 30), xl("vcpu-list", "rtspin", env=env).stdout
+    domid = int(rows(xl("list", env=env).stdout)["rtspin"][0])
     r = xl("sched-null", env=env)
     assert r.stdout.splitlines() == ["Cpupool rt:",
                                      f"{'Name':<33} {'ID':>4} {'VCPU':>4} {'CPU':>4}",
-                                     f"{'rtspin':<33} {int(rows(xl('list', env=env).stdout)['rtspin'][0]):4d}    0    1"]
+                                     f"{'rtspin':<33} {domid:4d}    0    1"]
     # its pool runs null, not credit2: libxl asks with the wrong scheduler id and Xen says EINVAL
     r = xl("sched-credit2", "-d", "rtspin", env=env)
     # fprintf(stderr, "libxl_domain_sched_params_get returned %s not %s.\n", ...)
