@@ -2,6 +2,8 @@
 xl_sched.c, xl_info.c and libxl: each expected text quotes the format string it comes from."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.cli.test_xl_commands import spin_guest
@@ -188,3 +190,37 @@ def test_sched_null_on_the_command_line(tmp_path_factory):
         assert "(XEN) Using scheduler: null Scheduler (null)" in xl("dmesg", env=env).stdout
     finally:
         next(board, None)
+
+
+def test_sched_from_the_cubieboard2_bootargs(tmp_path_factory, tmp_path):
+    """U-Boot's bootargs are Xen's command line (/chosen): sched=null there picks Pool-0's."""
+    from tests.cli.test_cubieboard2 import BOOT_CMD, SD
+    script = tmp_path / "boot.cmd"
+    script.write_text(BOOT_CMD.read_text().replace('dom0_vcpus_pin"', 'dom0_vcpus_pin sched=null"'))
+    assert "sched=null" in script.read_text()
+    board = booted(env_for(tmp_path_factory), "--sd", str(SD), str(script))
+    env = next(board)
+    try:
+        info = xl("info", env=env).stdout
+        assert "xen_scheduler          : null\n" in info
+        assert "sched=null" in info.split("xen_commandline        : ", 1)[1].splitlines()[0]
+        # dom0's one vCPU (pinned to pCPU 0) owns pCPU 0; pCPU 1 is left for one domU vCPU
+        assert xl("sched-null", env=env).stdout.splitlines()[2].split() == ["Domain-0", "0", "0",
+                                                                            "0"]
+    finally:
+        next(board, None)
+
+
+def test_cpupool_rename_and_create_dry_run_json(pooled, tmp_path):
+    env = pooled["env"]
+    assert xl("cpupool-rename", "rt", "rtos", env=env).returncode == 0
+    assert "rtos                 2      null       y" in xl("cpupool-list", env=env).stdout
+    r = xl("cpupool-rename", "nope", "x", env=env)
+    assert (r.returncode, r.stderr) == (1, "unknown cpupool 'nope'\n")
+    assert xl("cpupool-rename", "rtos", "rt", env=env).returncode == 0
+    # xl create -n: libxl_domain_create_info's pool_name, between uuid and run_hotplug_scripts
+    r = xl("create", "-n", str(HELLO), 'pool="rt"', env=env)
+    assert r.returncode == 0, r.stderr
+    c_info = list(json.loads(r.stdout)["c_info"])
+    assert c_info[c_info.index("uuid") + 1:c_info.index("uuid") + 3] == ["pool_name",
+                                                                        "run_hotplug_scripts"]
