@@ -80,6 +80,13 @@ def test_cpupool_create_errors(pooled, tmp_path):
     r = xl("cpupool-destroy", "nope", env=env)
     # fprintf(stderr, "unknown cpupool '%s'\n", pool)
     assert (r.returncode, r.stderr) == (1, "unknown cpupool 'nope'\n")
+    r = xl("cpupool-cpu-add", "rt", "0", env=env)
+    # LOGE(ERROR, "Error moving cpu %d to cpupool", cpu); then xl's
+    # fprintf(stderr, "some cpus may not have been added to %s\n", pool), and EXIT_SUCCESS
+    assert r.returncode == 0
+    assert r.stderr == ("libxl: error: libxl_cpupool.c:302:libxl_cpupool_cpuadd: Error moving "
+                        "cpu 0 to cpupool: No such device\n"
+                        "some cpus may not have been added to rt\n")
 
 
 def test_a_domain_in_the_null_pool_runs_on_its_pcpu(pooled):
@@ -177,6 +184,10 @@ def test_sched_credit2(pooled):
     assert "Ratelimit out of range, valid range is from 100 to 500000" in r.stderr
     assert xl("sched-credit2", "-s", "-r", "2000", env=env).returncode == 0
     assert xl("sched-credit2", "-s", env=env).stdout == "Cpupool Pool-0: ratelimit=2000us\n"
+    # -p: only that pool's block; a null pool has none (sched_domain_output skips it)
+    assert xl("sched-credit2", "-p", "rt", env=env).stdout == ""
+    assert xl("sched-credit2", "-p", "Pool-0", env=env).stdout.splitlines()[0] == \
+        "Cpupool Pool-0: ratelimit=2000us"
     assert xl("destroy", "c2spin", env=env).returncode == 0
 
 

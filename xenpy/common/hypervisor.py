@@ -439,8 +439,6 @@ class Hypervisor:
         finally:
             d.pause_count -= 1
         self.scheduler.kick()
-        if rc == 0:
-            self.log(f"d{d.domid}: moved to cpupool {pool.cpupool_id} ({pool.sched.opt_name})")
         return rc
 
     def domain_exception(self, d: Domain) -> None:
