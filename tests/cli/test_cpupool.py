@@ -235,3 +235,22 @@ def test_cpupool_rename_and_create_dry_run_json(pooled, tmp_path):
     c_info = list(json.loads(r.stdout)["c_info"])
     assert c_info[c_info.index("uuid") + 1:c_info.index("uuid") + 3] == ["pool_name",
                                                                         "run_hotplug_scripts"]
+
+
+def test_cpupool_numa_split(tmp_path_factory):
+    board = booted(env_for(tmp_path_factory), "--pcpus", "2")
+    env = next(board)
+    try:
+        assert xl("cpupool-cpu-remove", "Pool-0", "1", env=env).returncode == 0
+        assert xl("cpupool-create", 'name="x"', env=env).returncode == 0
+        r = xl("cpupool-numa-split", env=env)
+        # fprintf(stderr, "splitting not possible, already cpupools in use\n")
+        assert (r.returncode, r.stderr) == (1, "splitting not possible, already cpupools in "
+                                               "use\n")
+        assert xl("cpupool-destroy", "x", env=env).returncode == 0
+        assert xl("cpupool-numa-split", env=env).returncode == 0
+        # one node: Pool-0 takes the free pCPU back and is named after its node
+        assert xl("cpupool-list", "-c", env=env).stdout == ("Name               CPU list\n"
+                                                            "Pool-node0         0,1\n")
+    finally:
+        next(board, None)

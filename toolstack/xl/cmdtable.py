@@ -175,6 +175,9 @@ CMD_TABLE: tuple[Cmd, ...] = (
     Cmd('cpupool-migrate', "cpupool.main_cpupoolmigrate", can_dryrun=0, modifies=1,
         desc='Moves a domain into a CPU pool',
         usage='<Domain> <CPU Pool>'),
+    Cmd('cpupool-numa-split', "cpupool.main_cpupoolnumasplit", can_dryrun=0, modifies=1,
+        desc='Splits up the machine into one CPU pool per NUMA node',
+        usage=''),
     # xenpy's own (xentop's view with the hypervisor's counters; gdbsx for Arm)
     Cmd('top', "top.main", can_dryrun=0, modifies=0,
         desc="Monitor domains: CPU, memory and the hypervisor's per-vCPU event counters",

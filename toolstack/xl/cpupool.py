@@ -238,3 +238,26 @@ def main_cpupoolmigrate(argv: list[str]) -> int:
         err(f"unknown cpupool '{pool}'")
         return 1
     return 1 if p.movedomain(poolid, domid) else 0
+
+
+def main_cpupoolnumasplit(argv: list[str]) -> int:
+    """One pool per NUMA node. A xenpy board is one node: Pool-0 takes every free pCPU and
+    becomes "Pool-node0", as xl leaves a one-node machine."""
+    getopts(argv[1:], "", [], "cpupool-numa-split", 0)
+    p = pools()
+    info = p.list_cpupool()
+    if not info:
+        err("error getting cpupool info")
+        return 1
+    if len(info) > 1:
+        err("splitting not possible, already cpupools in use")
+        return 1
+    phys = ctx().xc.physinfo()
+    if phys.get("nr_nodes", 1) != 1:
+        err("libxl_get_topologyinfo failed")     # only one node's topology is modelled
+        return 1
+    p.cpuadd_cpumap(info[0].poolid, p.get_freecpus())      # libxl_cpupool_cpuadd_node
+    if p.rename("Pool-node0", info[0].poolid):
+        err("error on renaming Pool 0")
+        return 1
+    return 0
