@@ -293,6 +293,16 @@ def test_scheduler_op_checks_as_xen():
 def test_hostile_cpupool_requests_get_einval():
     hv = make()
     for u in ({"op": "x"}, {"op": S.XEN_SYSCTL_CPUPOOL_OP_ADDCPU, "cpupool_id": 0, "cpu": [1]},
-              {"op": S.XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN, "domid": {}}):
+              {"op": S.XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN, "domid": {}},
+              {"op": S.XEN_SYSCTL_CPUPOOL_OP_CREATE, "cpupool_id": -5, "sched_id": NULL},
+              {"op": S.XEN_SYSCTL_CPUPOOL_OP_RMCPU, "cpupool_id": 0, "cpu": 1 << 70}):
         assert do_sysctl(hv, hv.domains[0], {"cmd": S.XEN_SYSCTL_cpupool_op, "interface_version":
                                              S.XEN_SYSCTL_INTERFACE_VERSION, "u": u})[0] < 0
+    assert sorted(hv.cpupools.pools) == [0] and hv.cpupools.free_cpus == set()
+    d = online_domain(hv)
+    for credit2 in (5, {"weight": "heavy"}, {"cap": 1 << 40}):
+        assert do_domctl(hv, hv.domains[0], {
+            "cmd": D.XEN_DOMCTL_scheduler_op, "interface_version": D.XEN_DOMCTL_INTERFACE_VERSION,
+            "domain": d.domid, "u": {"sched_id": CREDIT2, "cmd": D.XEN_DOMCTL_SCHEDOP_putinfo,
+                                     "credit2": credit2}})[0] == -errno.EINVAL
+    assert (d.sched_priv.weight, d.sched_priv.cap) == (256, 0)

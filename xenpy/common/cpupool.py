@@ -204,6 +204,8 @@ def cpupool_do_sysctl(hv: "Hypervisor", caller: "Domain", u: dict[str, Any]) -> 
         poolid = int(u.get("cpupool_id", 0))
     except (TypeError, ValueError):
         return -errno.EINVAL, {}
+    if not 0 <= poolid <= 0xFFFFFFFF:
+        return -errno.EINVAL, {}              # a uint32_t field
     if op == S.XEN_SYSCTL_CPUPOOL_OP_CREATE:
         c = pools.create(poolid, int(u.get("sched_id", 0)))
         if isinstance(c, int):

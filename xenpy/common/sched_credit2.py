@@ -153,6 +153,8 @@ class Credit2(Scheduler):
         if cmd != D.XEN_DOMCTL_SCHEDOP_putinfo:
             return einval()
         c2 = u.get("credit2") or {}
+        if not isinstance(c2, dict):
+            return einval()
         weight, cap = int(c2.get("weight", 0)), int(c2.get("cap", 0))
         if not (0 <= weight <= 0xFFFF and 0 <= cap <= 0xFFFF):
             return einval()                     # uint16_t fields
@@ -171,7 +173,10 @@ class Credit2(Scheduler):
 
     def sys_cntl(self, cmd: int, u: dict[str, Any]) -> Reply:
         if cmd == S.XEN_SYSCTL_SCHEDOP_putinfo:
-            r = int((u.get("sched_credit2") or {}).get("ratelimit_us", 0))
+            c2 = u.get("sched_credit2") or {}
+            if not isinstance(c2, dict):
+                return einval()
+            r = int(c2.get("ratelimit_us", 0))
             if r and not S.XEN_SYSCTL_SCHED_RATELIMIT_MIN <= r <= S.XEN_SYSCTL_SCHED_RATELIMIT_MAX:
                 return einval()
             self.ratelimit_us = r
