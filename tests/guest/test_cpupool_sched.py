@@ -82,6 +82,10 @@ def test_a_null_pool_runs_its_domain_on_its_pcpu_only():
         rtos = boot(hv, [B_SELF])
         assert cpupool_do_sysctl(hv, dom0, {"op": S.XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN,
                                             "cpupool_id": rt, "domid": rtos.domid})[0] == 0
+        deadline = time.monotonic() + TIMEOUT
+        while rtos.vcpus[0].running_on is None:        # its pCPU thread picks it up
+            assert time.monotonic() < deadline, "the RTOS never ran in its pool"
+            time.sleep(0.001)
         seen: dict[str, set] = {"rtos": set(), "others": set()}
         deadline = time.monotonic() + 1.0
         t0 = rtos.vcpus[0].cpu_time_now_ns()
