@@ -1,13 +1,18 @@
 """The flagship's timing: the ERIKA RTOS domU's alarm jitter and dom0's pin command round trip.
 
 Boots its own Cubieboard2 from examples/cubieboard2/sd (in a temporary run directory), opens
-/local as the guide does, then runs the RTOS twice with the same heartbeat alarm (beats=N,
+/local as the guide does, then runs the RTOS four times with the same heartbeat alarm (beats=N,
 period_ms=P):
 - quiet: nobody talks to it; the RTOS's TaskReport gives its alarm lateness;
 - loaded: dom0's erika-xen driver toggles PD12 back to back while the heartbeats run; each
   command's round trip is timed in dom0, and the RTOS prints its own share (upcall to
-  notify-back, guest time).
-The ratio loaded/quiet says what the command traffic costs the RTOS's timing.
+  notify-back, guest time);
+- beside two busy guests, all three in Pool-0 (credit2 on both pCPUs): the RTOS waits for a
+  pCPU whenever both spin, until a time slice ends;
+- the real-time variant: pCPU 1 in the null pool "rt" (examples/erika/rt-pool.cfg) with the RTOS
+  alone in it (erika-rt.cfg), the same two busy guests in Pool-0 on pCPU 0.
+The ratio loaded/quiet says what the command traffic costs the RTOS's timing, the last two what
+the real-time pool buys it.
 
     python bench/erika.py [--beats 300] [--period-ms 10] [--json bench/results/erika.json]
 """
@@ -18,6 +23,7 @@ import json
 import os
 import re
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -44,9 +50,8 @@ def sh(*args: str) -> str:
     return r.stdout
 
 
-def create(beats: int, period_ms: int) -> int:
-    sh("toolstack.xl", "create", "examples/erika/erika.cfg",
-       f'extra="beats={beats} period_ms={period_ms}"')
+def create(beats: int, period_ms: int, cfg: str = "examples/erika/erika.cfg") -> int:
+    sh("toolstack.xl", "create", cfg, f'extra="beats={beats} period_ms={period_ms}"')
     for line in sh("toolstack.xl", "list").splitlines():
         if line.startswith("ERIKA_Enterprise "):
             return int(line.split()[1])
@@ -76,7 +81,38 @@ def stats(us: list[float]) -> dict[str, float]:
             "max": round(us[-1], 1)}
 
 
-def run(beats: int, period_ms: int) -> dict:
+def spinner(tmp: Path, name: str) -> str:
+    """A guest that only spins (`b .` at its entry, an arm32 zImage): a busy neighbour."""
+    load = 0x80008000                                   # RAM + 0x8000, where xl loads a zImage
+    code = struct.pack("<I", 0xEA00000A) + b"\0" * 0x20 + struct.pack(
+        "<III", 0x016F2818, load, load + 0x34) + struct.pack("<I", 0xEAFFFFFE)
+    (tmp / f"{name}.zImage").write_bytes(code)
+    cfg = tmp / f"{name}.cfg"
+    cfg.write_text(f'name = "{name}"\nkernel = "{tmp / name}.zImage"\nmemory = 16\n')
+    return str(cfg)
+
+
+def beside_busy_guests(beats: int, period_ms: int, tmp: Path, rt_pool: bool) -> dict[str, int]:
+    """The RTOS's lateness with two spinning guests in Pool-0, itself in Pool-0 or in "rt"."""
+    timeout = beats * period_ms / 1000 * 5 + 60
+    if rt_pool:
+        sh("toolstack.xl", "cpupool-cpu-remove", "Pool-0", "1")
+        sh("toolstack.xl", "cpupool-create", "examples/erika/rt-pool.cfg")
+    for name in ("busy1", "busy2"):
+        sh("toolstack.xl", "create", spinner(tmp, name))
+    domid = create(beats, period_ms, "examples/erika/erika-rt.cfg" if rt_pool else
+                   "examples/erika/erika.cfg")
+    row = sh("toolstack.xl", "vcpu-list", "ERIKA_Enterprise").splitlines()[1].split()
+    result = {**jitter(domid, timeout), "rtos_pcpu": int(row[3])}
+    for name in ("ERIKA_Enterprise", "busy1", "busy2"):
+        sh("toolstack.xl", "destroy", name)
+    if rt_pool:
+        sh("toolstack.xl", "cpupool-destroy", "rt")
+        sh("toolstack.xl", "cpupool-cpu-add", "Pool-0", "1")
+    return result
+
+
+def run(beats: int, period_ms: int, tmp: Path) -> dict:
     timeout = beats * period_ms / 1000 * 5 + 60
     quiet = create(beats, period_ms)
     quiet_jitter = jitter(quiet, timeout)
@@ -108,6 +144,8 @@ def run(beats: int, period_ms: int) -> dict:
     loaded_jitter = jitter(loaded, timeout)
     served = [int(m.group(2)) for m in wait_log(SERVED, loaded, 30)]
     sh("toolstack.xl", "destroy", "ERIKA_Enterprise")
+    shared = beside_busy_guests(beats, period_ms, tmp, rt_pool=False)
+    alone = beside_busy_guests(beats, period_ms, tmp, rt_pool=True)
     return {
         "heartbeat": {"beats": beats, "period_ms": period_ms},
         "alarm_jitter_quiet_us": quiet_jitter,
@@ -120,6 +158,10 @@ def run(beats: int, period_ms: int) -> dict:
         "commands_per_s": round(len(rtts) / (sum(rtts) / 1e6), 1),
         "privcmd_domctl_us": round(privcmd_us, 1),
         "round_trip_in_privcmd_calls": round(statistics.median(rtts) / privcmd_us, 1),
+        "alarm_jitter_beside_2_busy_guests_pool0_us": shared,
+        "alarm_jitter_beside_2_busy_guests_rt_null_pool_us": alone,
+        "jitter_avg_ratio_pool0_to_rt_pool": round(shared["avg_us"] / max(1, alone["avg_us"]),
+                                                   1),
     }
 
 
@@ -135,7 +177,7 @@ def main() -> int:
         sh("xenpy", "boot", "--sd", "examples/cubieboard2/sd")
         try:
             sh("toolstack.xenstore_cli", "chmod", "-r", "/local", "b")
-            result = {**machine(), **run(args.beats, args.period_ms)}
+            result = {**machine(), **run(args.beats, args.period_ms, Path(rundir))}
         finally:
             sh("xenpy", "shutdown")
     print(json.dumps(result, indent=2))

@@ -32,6 +32,8 @@ def tables() -> str:
     irq, xs, er = load("interrupts"), load("xenstore"), load("erika")
     rtt = er["command_round_trip_us"]
     q, ld = er["alarm_jitter_quiet_us"], er["alarm_jitter_loaded_us"]
+    sh = er["alarm_jitter_beside_2_busy_guests_pool0_us"]
+    rt = er["alarm_jitter_beside_2_busy_guests_rt_null_pool_us"]
     out = [
         table(("measure (`python bench/first_light.py`)", "bare Unicorn", "xenpy", "ratio"), [
             ("A32 integer loop, 1G instructions", f"{fl['compute_mips_bare']:.0f} MIPS",
@@ -86,6 +88,10 @@ def tables() -> str:
              f"commands/s = {er['round_trip_in_privcmd_calls']:.1f} privcmd calls"),
             ("the RTOS's share: upcall to notify-back, incl. its XenStore read and bind/send/close",
              f"{er['rtos_service_us']['median']:.0f} us median"),
+            ("heartbeat lateness avg / max beside two busy guests: all in Pool-0 (credit2, both "
+             "pCPUs) / the RTOS alone in the null pool `rt` on pCPU 1",
+             f"{sh['avg_us']} / {sh['max_us']} us, {rt['avg_us']} / {rt['max_us']} us "
+             f"(ratio {er['jitter_avg_ratio_pool0_to_rt_pool']:.1f})"),
         ]),
         table(("XenStore operations per second (`python bench/xenstore.py`)", "dom0 socket",
                "guest ring"),

@@ -54,7 +54,7 @@ MODELLED_KEYS = frozenset({
     "name", "type", "builder", "uuid", "kernel", "ramdisk", "device_tree", "cmdline", "root",
     "extra", "memory", "maxmem", "vcpus", "maxvcpus", "cpus", "cpus_soft", *_ACTION_DEFAULTS,
     "iomem", "irqs", "dtdev", "max_grant_frames", "max_maptrack_frames", "max_event_channels",
-    "gic_version", "vuart", "guest_layout",
+    "gic_version", "vuart", "guest_layout", "pool",
 })
 
 # Every other key xl_parse.c reads: accepted, kept in DomainConfig.unsupported, warned about.
@@ -123,6 +123,7 @@ class DomainConfig:
     gic_version: str = "default"            # "default", "v2" or "v3"
     vuart: str | None = None                # "sbsa_uart" or None
     guest_layout: str | None = None         # "4.4", "current", or None for the board's default
+    pool: str | None = None                 # the cpupool (name or id) to create it in
     unsupported: dict[str, Value] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -176,7 +177,8 @@ class DomainConfig:
         b_info["type"] = self.type
         out: dict[str, Any] = {
             "c_info": {"type": self.type, "name": self.name,
-                       "uuid": self.uuid or "00000000-0000-0000-0000-000000000000"},
+                       "uuid": self.uuid or "00000000-0000-0000-0000-000000000000",
+                       **({"pool_name": self.pool} if self.pool is not None else {})},
             "b_info": b_info,
         }
         if self.dtdev:
@@ -479,6 +481,8 @@ def domain_config_from_cfg(cfg: Cfg, nr_cpus: int | None = None
         raise r.error("guest_layout", f"Unknown guest_layout \"{layout}\" specified "
                                       "(\"4.4\" or \"current\")")
 
+    pool = r.string("pool")
+
     # libxl: an unset target follows maxmem, an unset maxmem follows the target.
     if memory is None:
         memory = maxmem if maxmem is not None else DEFAULT_MEMORY_MB
@@ -517,7 +521,7 @@ def domain_config_from_cfg(cfg: Cfg, nr_cpus: int | None = None
         cpus=cpus, cpus_soft=cpus_soft, iomem=iomem, irqs=irqs, dtdev=dtdev,
         max_grant_frames=max_grant_frames, max_maptrack_frames=max_maptrack_frames,
         max_event_channels=evtchn or DEFAULT_EVENT_CHANNELS, gic_version=gic or "default",
-        vuart=vuart, guest_layout=layout, unsupported=unsupported, **actions)
+        vuart=vuart, guest_layout=layout, pool=pool, unsupported=unsupported, **actions)
     return dc, warnings
 
 

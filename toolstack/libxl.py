@@ -123,12 +123,14 @@ class Libxl:
         self.detail("xc_dom_find_loader", f"trying {image.format} ({image.arch}) loader ... loader probe OK")
         handle = uuidlib.UUID(cfg.uuid) if cfg.uuid else uuidlib.uuid4()
         mem_bytes = cfg.memory << 20
+        poolid = self._poolid(cfg)
         try:
             domid = self.xc.domain_create(
                 max_vcpus=cfg.maxvcpus, handle=handle.bytes, layout=cfg.guest_layout,
                 max_evtchn_port=cfg.max_event_channels,
                 max_grant_frames=-1 if cfg.max_grant_frames is None else cfg.max_grant_frames,
-                max_maptrack_frames=-1 if cfg.max_maptrack_frames is None else cfg.max_maptrack_frames)
+                max_maptrack_frames=-1 if cfg.max_maptrack_frames is None else cfg.max_maptrack_frames,
+                cpupool_id=poolid)
         except XcError as e:
             raise CreateError(f"cannot create domain {cfg.name}: {e}") from None
         try:
@@ -145,6 +147,15 @@ class Libxl:
                 raise CreateError(str(e)) from None
             raise
         return domid
+
+    def _poolid(self, cfg: DomainConfig) -> int:
+        """initiate_domain_create: pool= (a name or an id) must name a pool libxl knows."""
+        from toolstack.libxl_cpupool import Cpupools
+        pools = Cpupools(self.xc, self.xs, lambda *_: None)
+        poolid = 0 if cfg.pool is None else pools.qualifier_to_cpupoolid(cfg.pool)
+        if poolid is None or not pools.cpupoolid_is_valid(poolid):
+            raise CreateError(f"Illegal pool specified: {cfg.pool}")
+        return poolid
 
     def _destroy_half_built(self, domid: int, fresh: bool = False) -> None:
         """`fresh`: the build was interrupted (^C) maybe between a request and its reply, so

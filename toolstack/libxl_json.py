@@ -63,8 +63,10 @@ def domain_config(cfg: DomainConfig, raw: Cfg | None, uuid: str, nr_cpus: int) -
                 return resolved
         return resolved
 
-    c_info: dict[str, Any] = {"type": cfg.type, "name": cfg.name, "uuid": uuid,
-                              "run_hotplug_scripts": _defbool(True)}
+    c_info: dict[str, Any] = {"type": cfg.type, "name": cfg.name, "uuid": uuid}
+    if cfg.pool is not None:
+        c_info["pool_name"] = cfg.pool                  # libxl_domain_create_info's order
+    c_info["run_hotplug_scripts"] = _defbool(True)
     b: dict[str, Any] = {"max_vcpus": cfg.maxvcpus, "avail_vcpus": list(range(cfg.vcpus))}
 
     def affinity(aff: list) -> list[list[int]]:

@@ -118,13 +118,13 @@ class Xc:
 
     def domain_create(self, *, max_vcpus: int, handle: bytes, layout: str | None,
                       domid: int = 0, max_evtchn_port: int = 1023, max_grant_frames: int = -1,
-                      max_maptrack_frames: int = -1) -> int:
+                      max_maptrack_frames: int = -1, cpupool_id: int = 0) -> int:
         """-1 for the grant limits means the hypervisor's defaults, as in Xen's createdomain."""
         out = self.domctl(D.XEN_DOMCTL_createdomain, domid, {
             "ssidref": 0, "handle": handle.hex(), "flags": D.XEN_DOMCTL_CDF_hvm | D.XEN_DOMCTL_CDF_hap,
             "max_vcpus": max_vcpus, "max_evtchn_port": max_evtchn_port,
             "max_grant_frames": max_grant_frames, "max_maptrack_frames": max_maptrack_frames,
-            "arch": {"gic_version": 1, "xenpy_layout": layout}})
+            "cpupool_id": cpupool_id, "arch": {"gic_version": 1, "xenpy_layout": layout}})
         return int(out["domain"])
 
     def domain_setmaxmem(self, domid: int, max_memkb: int) -> None:
@@ -282,6 +282,63 @@ class Xc:
         return int(self.domctl(D.XEN_DOMCTL_vuart_op, domid, {
             "cmd": D.XEN_DOMCTL_VUART_OP_INIT, "type": D.XEN_DOMCTL_VUART_TYPE_VPL011,
             "console_domid": console_domid, "gfn": gfn})["evtchn"])
+
+    # -- cpupools (xc_cpupool.c) and scheduler parameters (xc_csched2.c) ---------------------------
+
+    def _cpupool_op(self, op: int, **u: Any) -> dict[str, Any]:
+        return self.sysctl(S.XEN_SYSCTL_cpupool_op, {"op": op, **u})[1]
+
+    def cpupool_create(self, poolid: int, sched_id: int) -> int:
+        """poolid XEN_SYSCTL_CPUPOOL_PAR_ANY: the hypervisor picks it. Returns the pool's id."""
+        return int(self._cpupool_op(S.XEN_SYSCTL_CPUPOOL_OP_CREATE, cpupool_id=poolid,
+                                    sched_id=sched_id)["cpupool_id"])
+
+    def cpupool_destroy(self, poolid: int) -> None:
+        self._cpupool_op(S.XEN_SYSCTL_CPUPOOL_OP_DESTROY, cpupool_id=poolid)
+
+    def cpupool_getinfo(self, poolid: int) -> dict[str, Any] | None:
+        """The first pool whose id is >= poolid (as xc_cpupool_getinfo); None when none is."""
+        try:
+            return self._cpupool_op(S.XEN_SYSCTL_CPUPOOL_OP_INFO, cpupool_id=poolid)
+        except XcError as e:
+            if e.errno == 2:                 # ENOENT
+                return None
+            raise
+
+    def cpupool_addcpu(self, poolid: int, cpu: int) -> None:
+        self._cpupool_op(S.XEN_SYSCTL_CPUPOOL_OP_ADDCPU, cpupool_id=poolid, cpu=cpu)
+
+    def cpupool_removecpu(self, poolid: int, cpu: int) -> None:
+        self._cpupool_op(S.XEN_SYSCTL_CPUPOOL_OP_RMCPU, cpupool_id=poolid, cpu=cpu)
+
+    def cpupool_movedomain(self, poolid: int, domid: int) -> None:
+        self._cpupool_op(S.XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN, cpupool_id=poolid, domid=domid)
+
+    def cpupool_freeinfo(self) -> list[int]:
+        return list(self._cpupool_op(S.XEN_SYSCTL_CPUPOOL_OP_FREEINFO)["cpumap"])
+
+    def sched_id(self) -> int:
+        return int(self.sysctl(S.XEN_SYSCTL_sched_id)[1]["sched_id"])
+
+    def sched_credit2_domain_get(self, domid: int) -> dict[str, int]:
+        return self.domctl(D.XEN_DOMCTL_scheduler_op, domid, {
+            "sched_id": S.XEN_SCHEDULER_CREDIT2, "cmd": D.XEN_DOMCTL_SCHEDOP_getinfo})["credit2"]
+
+    def sched_credit2_domain_set(self, domid: int, weight: int, cap: int) -> None:
+        self.domctl(D.XEN_DOMCTL_scheduler_op, domid, {
+            "sched_id": S.XEN_SCHEDULER_CREDIT2, "cmd": D.XEN_DOMCTL_SCHEDOP_putinfo,
+            "credit2": {"weight": weight, "cap": cap}})
+
+    def sched_credit2_params_get(self, poolid: int) -> dict[str, int]:
+        return self.sysctl(S.XEN_SYSCTL_scheduler_op, {
+            "cpupool_id": poolid, "sched_id": S.XEN_SCHEDULER_CREDIT2,
+            "cmd": S.XEN_SYSCTL_SCHEDOP_getinfo})[1]["u"]["sched_credit2"]
+
+    def sched_credit2_params_set(self, poolid: int, ratelimit_us: int) -> None:
+        self.sysctl(S.XEN_SYSCTL_scheduler_op, {
+            "cpupool_id": poolid, "sched_id": S.XEN_SCHEDULER_CREDIT2,
+            "cmd": S.XEN_SYSCTL_SCHEDOP_putinfo,
+            "u": {"sched_credit2": {"ratelimit_us": ratelimit_us}}})
 
     # -- HVM params (xc_hvm_param_set / get) ------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """`xenpy`: power the simulated board on and off.
 
     xenpy boot [--foreground] [--pcpus N] [--mem MB] [--dom0-mem MB] [--layout 4.4|current]
-               [--slice-us US]
+               [--slice-us US] [--sched credit2|null]
     xenpy boot --sd DIR [SCRIPT] [--foreground] [--layout 4.4|current] [--slice-us US]
     xenpy shutdown
     xenpy status
@@ -91,6 +91,7 @@ def _board_config(ns: argparse.Namespace):
     return HypervisorConfig(nr_pcpus=ns.pcpus, total_mem_mb=ns.mem, dom0_mem_mb=ns.dom0_mem,
                             layout=ns.layout, vgic_strict=ns.vgic_strict,
                             slice_ms=ns.slice_us / 1000,
+                            cmdline=f"sched={ns.sched}" if ns.sched else "",
                             deterministic=ns.deterministic, seed=ns.seed)
 
 
@@ -227,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--slice-us", type=int, default=SLICE_US_DEFAULT, metavar="US",
                    help=f"scheduler time slice in microseconds (default {SLICE_US_DEFAULT}, "
                         f"at least {SLICE_US_MIN}: Xen's smallest rate limit)")
+    b.add_argument("--sched", metavar="NAME",
+                   help="the default board's Xen command line gets sched=NAME (credit2 or "
+                        "null): Pool-0's scheduler; a Cubieboard2 takes sched= from its bootargs")
     b.add_argument("--deterministic", action="store_true",
                    help="virtual time from instructions executed, all pCPUs in lock step: "
                         "the same inputs give the same run, byte for byte")
@@ -261,10 +265,12 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--slice-us {ns.slice_us}: the time slice must be at least {SLICE_US_MIN} us")
         if ns.sd is not None:
             given = [f for f, v in (("--pcpus", ns.pcpus), ("--mem", ns.mem),
-                                    ("--dom0-mem", ns.dom0_mem)) if v is not None]
+                                    ("--dom0-mem", ns.dom0_mem), ("--sched", ns.sched))
+                     if v is not None]
             if given:
                 p.error(f"{', '.join(given)}: with --sd the board and its boot script decide "
-                        f"(CPUs and RAM from the device tree, dom0_mem= on Xen's command line)")
+                        f"(CPUs and RAM from the device tree, dom0_mem= and sched= on Xen's "
+                        f"command line)")
         elif ns.script is not None:
             p.error(f"a boot script ({ns.script}) needs --sd DIR, the SD card it loads from")
         else:

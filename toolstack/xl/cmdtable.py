@@ -114,6 +114,15 @@ CMD_TABLE: tuple[Cmd, ...] = (
     Cmd('info', "info.main_info", can_dryrun=0, modifies=0,
         desc='Get information about Xen host',
         usage='-n, --numa         List host NUMA topology information'),
+    Cmd('sched-credit2', "sched.main_sched_credit2", can_dryrun=0, modifies=1,
+        desc='Get/set credit2 scheduler parameters',
+        usage='[-d <Domain> [-w[=WEIGHT]]] [-p CPUPOOL]',
+        options=('-d DOMAIN, --domain=DOMAIN     Domain to modify\n'
+                 '-w WEIGHT, --weight=WEIGHT     Weight (int)\n'
+                 '-c CAP,    --cap=CAP           Cap (int)\n'
+                 '-s         --schedparam        Query / modify scheduler parameters\n'
+                 '-r RLIMIT, --ratelimit_us=RLIMIT Set the scheduling rate limit, in microseconds\n'
+                 '-p CPUPOOL, --cpupool=CPUPOOL  Restrict output to CPUPOOL')),
     Cmd('domid', "info.main_domid", can_dryrun=0, modifies=0,
         desc='Convert a domain name to domain id',
         usage='<DomainName>'),
@@ -139,6 +148,36 @@ CMD_TABLE: tuple[Cmd, ...] = (
     Cmd('uptime', "info.main_uptime", can_dryrun=0, modifies=0,
         desc='Print uptime for all/some domains',
         usage='[-s] [Domain]'),
+    Cmd('cpupool-create', "cpupool.main_cpupoolcreate", can_dryrun=1, modifies=1,
+        desc='Create a new CPU pool',
+        usage='[options] [<ConfigFile>] [Variable=value ...]',
+        options=('-h, --help                   Print this help.\n'
+                 '-f FILE, --defconfig=FILE    Use the given configuration file.\n'
+                 '-n, --dryrun                 Dry run - prints the resulting configuration.\n'
+                 '                              (deprecated in favour of global -N option).\n'
+                 '\nSee the xlcpupool.cfg(5) manpage for more information.')),
+    Cmd('cpupool-list', "cpupool.main_cpupoollist", can_dryrun=0, modifies=0,
+        desc='List CPU pools on host',
+        usage='[-c|--cpus] [<CPU Pool>]',
+        options='-c, --cpus                     Output list of CPUs used by a pool'),
+    Cmd('cpupool-destroy', "cpupool.main_cpupooldestroy", can_dryrun=0, modifies=1,
+        desc='Deactivates a CPU pool',
+        usage='<CPU Pool>'),
+    Cmd('cpupool-rename', "cpupool.main_cpupoolrename", can_dryrun=0, modifies=1,
+        desc='Renames a CPU pool',
+        usage='<CPU Pool> <new name>'),
+    Cmd('cpupool-cpu-add', "cpupool.main_cpupoolcpuadd", can_dryrun=0, modifies=1,
+        desc='Adds a CPU to a CPU pool',
+        usage='<CPU Pool> <CPU nr>|node:<node nr>'),
+    Cmd('cpupool-cpu-remove', "cpupool.main_cpupoolcpuremove", can_dryrun=0, modifies=1,
+        desc='Removes a CPU from a CPU pool',
+        usage='<CPU Pool> <CPU nr>|node:<node nr>'),
+    Cmd('cpupool-migrate', "cpupool.main_cpupoolmigrate", can_dryrun=0, modifies=1,
+        desc='Moves a domain into a CPU pool',
+        usage='<Domain> <CPU Pool>'),
+    Cmd('cpupool-numa-split', "cpupool.main_cpupoolnumasplit", can_dryrun=0, modifies=1,
+        desc='Splits up the machine into one CPU pool per NUMA node',
+        usage=''),
     # xenpy's own (xentop's view with the hypervisor's counters; gdbsx for Arm)
     Cmd('top', "top.main", can_dryrun=0, modifies=0,
         desc="Monitor domains: CPU, memory and the hypervisor's per-vCPU event counters",
@@ -146,6 +185,10 @@ CMD_TABLE: tuple[Cmd, ...] = (
     Cmd('gdbserver', "gdbserver.main", can_dryrun=0, modifies=0,
         desc='Serve the GDB remote protocol for a domain',
         usage='[--port N | --listen HOST:PORT] <Domain>'),
+    Cmd('sched-null', "sched.main_sched_null", can_dryrun=0, modifies=0,
+        desc="Show the null scheduler's pCPU assignments (a vCPU waiting for one: -)",
+        usage='[-p CPUPOOL]',
+        options='-p CPUPOOL, --cpupool=CPUPOOL  Restrict output to CPUPOOL'),
 )
 
 

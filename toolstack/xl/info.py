@@ -6,6 +6,7 @@ import platform
 import time
 from typing import Any
 
+from toolstack.libxl_cpupool import scheduler_to_string
 from toolstack.xl.utils import (ctx, domid_to_name, err, fail, find_domain, getopts, help_,
                                 print_bitmap)
 
@@ -41,6 +42,13 @@ def main_list(argv: list[str]) -> int:
     else:
         list_domains(infos, verbose=verbose, context=context, cpupool=cpupool, numa=numa)
     return 0
+
+
+def pool_name(poolid: int) -> str | None:
+    try:
+        return ctx().xs.read(f"/local/pool/{poolid}/name").decode()
+    except Exception:  # noqa: BLE001 - no such node
+        return None
 
 
 def list_domains(infos: list[dict[str, Any]], *, verbose: bool = False, context: bool = False,
@@ -79,8 +87,8 @@ def list_domains(infos: list[dict[str, Any]], *, verbose: bool = False, context:
             row += f" {i.get('outstanding_pages', 0) * 4 // 1024:5d}"
         if verbose or context:
             row += f" {'-':>16}"          # no XSM/FLASK label: libxl prints "-"
-        if cpupool:
-            row += f"{'Pool-0':>16}"
+        if cpupool:                          # libxl_cpupoolid_to_name, "%16s"
+            row += f"{pool_name(i.get('cpupool', 0)) or '(null)':>16}"
         if numa:
             row += " " + print_bitmap(set(range(nr_nodes)), nr_nodes)
         print(row)
@@ -204,7 +212,7 @@ def main_info(argv: list[str]) -> int:
     out(f"{'sharing_freed_memory':<23}: 0")
     out(f"{'sharing_used_memory':<23}: 0")
     out(f"{'outstanding_claims':<23}: {outstanding // per_mb}")
-    out(f"{'free_cpus':<23}: 0")          # every pCPU is in Pool-0
+    out(f"{'free_cpus':<23}: {len(lx.xc.cpupool_freeinfo())}")   # in no cpupool
     if numa:
         _topology(p)
     out(f"{'xen_major':<23}: {v['major']}")
@@ -212,7 +220,7 @@ def main_info(argv: list[str]) -> int:
     out(f"{'xen_extra':<23}: {v['extra']}")
     out(f"{'xen_version':<23}: {v['major']}.{v['minor']}{v['extra']}")
     out(f"{'xen_caps':<23}: {v['capabilities'].strip()}")
-    out(f"{'xen_scheduler':<23}: {v.get('scheduler', 'credit')}")
+    out(f"{'xen_scheduler':<23}: {scheduler_to_string(lx.xc.sched_id())}")
     out(f"{'xen_pagesize':<23}: 4096")
     out(f"{'platform_params':<23}: virt_start=0x0")
     out(f"{'xen_changeset':<23}: {v['changeset']}")

@@ -134,6 +134,12 @@ class Board:
         xs = XsClient(xenstored_path())
         xs.write("/local/domain/0/name", "Domain-0")
         xs.write("/local/domain/0/domid", "0")
+        # xen-init-dom0: a name for every cpupool the hypervisor booted with ("Pool-0")
+        xc, poolid = Xc(LocalTransport(self.privcmd)), 0
+        while (pool := xc.cpupool_getinfo(poolid)) is not None:
+            poolid = pool["cpupool_id"]
+            xs.write(f"/local/pool/{poolid}/name", f"Pool-{poolid}")
+            poolid += 1
         xs.close()
         self.monitor = DomainMonitor(
             lambda: Libxl(Xc(LocalTransport(self.privcmd)), XsClient(xenstored_path())),

@@ -258,7 +258,7 @@ class XenOptions:
 
 # Real Xen options a command line may carry that change nothing in this model: accepted quietly.
 KNOWN_IGNORED = {"sync_console", "loglvl", "guest_loglvl", "conswitch", "console_timestamps",
-                 "console_to_ring", "noreboot", "sched", "hmp-unsafe", "vwfi", "serrors",
+                 "console_to_ring", "noreboot", "hmp-unsafe", "vwfi", "serrors",
                  "bootscrub", "watchdog"}
 
 
@@ -287,6 +287,8 @@ def parse_cmdline(cmdline: str) -> XenOptions:
                 opts.dom0_vcpus_pin = bool(b) == assert_
         elif name == "console":
             opts.console = val
+        elif name == "sched":
+            pass                 # Pool-0's scheduler: the hypervisor reads it (scheduler_init)
         elif name == "dtuart":
             opts.dtuart = val
         elif name not in KNOWN_IGNORED:

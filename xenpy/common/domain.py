@@ -72,6 +72,7 @@ class Vcpu:
         self.runstate_entry = domain.hv.clock.now_ns()
         self.runstate_time = [0, 0, 0, 0]         # ns in running, runnable, blocked, offline
         self.stats = VcpuStats()
+        self.sched_priv = None        # its scheduler's data (credit2's credit)
 
     @property
     def runnable(self) -> bool:
@@ -177,6 +178,8 @@ class Domain:
         self.created = time.monotonic()
         self.debugger = None               # the board's gdb stub while one is attached
         self.lock = threading.RLock()
+        self.cpupool = None                # common.cpupool.Cpupool: where its vCPUs may run
+        self.sched_priv = None             # its pool's scheduler's data (credit2's weight, cap)
 
     # -- memory ---------------------------------------------------------------------------------
 

@@ -64,11 +64,13 @@ def createdomain(hv: "Hypervisor", domid: int, u: dict[str, Any]) -> Reply:
     if handle is not None and len(handle) != 16:
         return -errno.EINVAL, {}
     max_port = int(u.get("max_evtchn_port", 1023))
+    cpupool_id = int(u.get("cpupool_id", 0))
     frames = int(u.get("max_grant_frames", -1))
     maptrack = int(u.get("max_maptrack_frames", -1))
     ret = hv.domain_create(domid, max_vcpus, handle, layout, max_port,
                            max_grant_frames=64 if frames < 0 else frames,
-                           max_maptrack_frames=1024 if maptrack < 0 else maptrack)
+                           max_maptrack_frames=1024 if maptrack < 0 else maptrack,
+                           cpupool_id=cpupool_id)
     if ret < 0:
         return ret, {}
     return 0, {"domain": ret}
@@ -93,7 +95,8 @@ def domaininfo(hv: "Hypervisor", d: "Domain") -> dict[str, Any]:
             "outstanding_pages": 0, "shr_pages": 0, "paged_pages": 0, "shared_info_frame": 0,
             "cpu_time": d.cpu_time_ns() if not d.privileged else hv.dom0_cpu_time_ns(),
             "nr_online_vcpus": sum(v.online for v in d.vcpus), "max_vcpu_id": len(d.vcpus) - 1,
-            "ssidref": 0, "handle": d.handle.hex(), "cpupool": 0,
+            "ssidref": 0, "handle": d.handle.hex(),
+            "cpupool": d.cpupool.cpupool_id if d.cpupool is not None else 0xFFFFFFFF,
             "shutdown_reason": d.shutdown_code if d.is_shutdown else -1,
             "gpaddr_bits": D.GPADDR_BITS,
             "arch_config": {"xenpy_layout": d.layout.name if d.layout else None,
@@ -149,7 +152,9 @@ def setvcpucontext(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
     ctx = CpuContext(pc=int(c["pc"]), r0=int(c.get("r0", 0)), r1=int(c.get("r1", 0)),
                      r2=int(c.get("r2", 0)), cpsr=int(c.get("cpsr", 0x400001D3)),
                      sctlr=int(c.get("sctlr", 0x00C50078)))
-    return d.set_vcpu_context(int(u["vcpu"]), ctx), {}
+    rc = d.set_vcpu_context(int(u["vcpu"]), ctx)
+    hv.scheduler.kick()                   # online now: null gives it a pCPU of its pool
+    return rc, {}
 
 
 @op(D.XEN_DOMCTL_getvcpucontext)
@@ -198,7 +203,9 @@ def getvcpuinfo(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
     stats["hypercalls"] = v.arch.hypercalls if v.arch is not None else 0
     return 0, {"vcpu": n, "online": int(v.online), "blocked": int(v.online and not running),
                "running": int(running), "cpu_time": cpu_time, "cpu": v.processor,
-               "xenpy_stats": stats}     # beyond Xen's fields: the counters behind xl top
+               "xenpy_stats": stats,     # beyond Xen's fields: the counters behind xl top
+               # and the pCPU the null scheduler gave it (None: waiting, or not null)
+               "xenpy_assigned": d.cpupool.sched.assignment(v) if d.cpupool else None}
 
 
 def _cpumap(cpus: list[int] | None, nr: int) -> frozenset[int] | None:
@@ -216,15 +223,22 @@ def setvcpuaffinity(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
     v, flags = d.vcpus[n], int(u["flags"])
     if flags & D.XEN_VCPUAFFINITY_HARD:
         hard = _cpumap(u.get("cpumap_hard"), hv.nr_pcpus)
-        if hard is not None and not hard & frozenset(range(hv.nr_pcpus)):
-            return -errno.EINVAL, {}      # no online pCPU left in the mask
+        pool_cpus = frozenset(d.cpupool.cpu_valid) if d.cpupool is not None else frozenset()
+        if not (hard if hard is not None else frozenset(range(hv.nr_pcpus))) & pool_cpus:
+            return -errno.EINVAL, {}      # no pCPU of the domain's cpupool left in the mask
         v.hard_affinity = hard
         if hard is not None and v.running_on is None and v.processor not in hard:
-            v.processor = min(hard & frozenset(range(hv.nr_pcpus)))   # moved while not running
+            v.processor = min(hard & pool_cpus)       # moved while not running
     if flags & D.XEN_VCPUAFFINITY_SOFT:
         v.soft_affinity = _cpumap(u.get("cpumap_soft"), hv.nr_pcpus)
     hv.scheduler.kick()
     return 0, _affinity(hv, v)
+
+
+@op(D.XEN_DOMCTL_scheduler_op)
+def scheduler_op(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> Reply:
+    from xenpy.common.schedule import sched_adjust
+    return sched_adjust(hv, d, u)
 
 
 @op(D.XEN_DOMCTL_getvcpuaffinity)

@@ -21,6 +21,7 @@ from xenpy.arch.arm.clock import HostClock, InstructionClock
 from xenpy.arch.arm.domain import sample_timers
 from xenpy.common.domain import ConsoleLog, Domain, Vcpu
 from xenpy.common.hypercall import hypercall
+from xenpy.common.cpupool import DEFAULT_SCHEDULER, Cpupools, scheduler_by_name
 from xenpy.common.schedule import Scheduler
 from xenpy.public import errno
 from xenpy.public.arch_arm import GUEST_EVTCHN_PPI, LAYOUTS, GuestLayout
@@ -178,7 +179,25 @@ class Hypervisor:
         else:
             self.clock, self.big_lock = HostClock(), _NoLock()
             self.scheduler = Scheduler(self, c.nr_pcpus, c.slice_ms)
+        self.cpupools = Cpupools(self, c.nr_pcpus, self._boot_scheduler())
         self._create_dom0()
+
+    def _boot_scheduler(self):
+        """scheduler_init: sched= on the command line picks Pool-0's scheduler (the last one
+        given counts, as Xen parses options in order)."""
+        opt = DEFAULT_SCHEDULER
+        for word in self.cmdline.split():
+            if word.startswith("sched="):
+                opt = word[len("sched="):][:9]     # Xen's opt_sched is a char[10]
+        self._sched_log: list[str] = []
+        sched = scheduler_by_name(opt)
+        if sched is None:
+            sched = scheduler_by_name(DEFAULT_SCHEDULER)
+            assert sched is not None
+            self._sched_log += [f"Could not find scheduler: {opt}",
+                                f"Using '{sched.name}' ({sched.opt_name})"]
+        self._sched_log.append(f"Using scheduler: {sched.name} ({sched.opt_name})")
+        return sched
 
     def _create_dom0(self) -> None:
         c = self.config
@@ -193,12 +212,15 @@ class Hypervisor:
                 v.hard_affinity = frozenset({v.vcpu_id % c.nr_pcpus})
         event_channel.evtchn_init(dom0, max_port=event_channel.MAX_PORT_UNLIMITED)
         grant_table.gnttab_init(dom0)
+        self.cpupools.add_domain(dom0, 0)
         self.domains[0] = dom0
         self.log(f"Xen version {self.version[0]}.{self.version[1]}{self.extraversion} (xenpy) "
                  f"{c.nr_pcpus} pCPUs, {c.total_mem_mb} MB")
         for line in c.boot_log:
             self.log(line)
         self.log(f"Command line: {self.cmdline}")
+        for line in self._sched_log:
+            self.log(line)
         self.log(f"*** LOADING DOMAIN 0 *** ({c.dom0_mem_mb} MB, {n} vCPUs"
                  f"{', pinned' if c.dom0_vcpus_pin else ''})")
 
@@ -299,7 +321,8 @@ class Hypervisor:
 
     def domain_create(self, domid: int, max_vcpus: int, handle: bytes | None,
                       layout: str | None, max_evtchn_port: int = 1023,
-                      max_grant_frames: int = 64, max_maptrack_frames: int = 1024) -> int:
+                      max_grant_frames: int = 64, max_maptrack_frames: int = 1024,
+                      cpupool_id: int = 0) -> int:
         """XEN_DOMCTL_createdomain: a new, paused domain with no memory yet. Returns its id."""
         if layout is not None and layout not in LAYOUTS:
             return -errno.EINVAL
@@ -320,6 +343,11 @@ class Hypervisor:
         rc = grant_table.gnttab_init(d, max_grant_frames=max_grant_frames,
                                      max_maptrack_frames=max_maptrack_frames)
         if rc < 0:
+            return rc
+        rc = self.cpupools.add_domain(d, cpupool_id)      # sched_init_domain
+        if rc < 0:
+            event_channel.evtchn_destroy(d)
+            grant_table.gnttab_release(d)
             return rc
         self.domains[domid] = d
         self._next_domid = domid + 1 if domid + 1 < DOMID_FIRST_RESERVED else 1
@@ -381,6 +409,7 @@ class Hypervisor:
             return -errno.EAGAIN      # Xen's continuation: the caller retries
         event_channel.evtchn_destroy(d)
         grant_table.gnttab_release(d)
+        self.cpupools.rm_domain(d)
         self.domains.pop(d.domid, None)
         self.dead_guests_cpu_ns += d.cpu_time_ns()
         self.dead_consoles[d.domid] = d.console
@@ -398,6 +427,18 @@ class Hypervisor:
         gc.collect()
         _malloc_trim()
         return 0
+
+    def domain_move_cpupool(self, d: Domain, pool) -> int:
+        """XEN_SYSCTL_CPUPOOL_OP_MOVEDOMAIN: the domain's vCPUs held off their pCPUs meanwhile."""
+        d.pause_count += 1
+        try:
+            if not self.scheduler.deschedule(d.vcpus):
+                return -errno.EAGAIN
+            rc = self.cpupools.move_domain(d, pool)
+        finally:
+            d.pause_count -= 1
+        self.scheduler.kick()
+        return rc
 
     def domain_exception(self, d: Domain) -> None:
         """VIRQ_DOM_EXC: tell dom0's toolstack a domain shut down or died."""

@@ -1,9 +1,9 @@
 """The deterministic board's scheduler: every pCPU in lock step on one host thread.
 
 `xenpy boot --deterministic` replaces the pCPU threads and the ticker with one executor. Each round,
-pCPU 0, 1, ... in turn runs the vCPU it picks (the same round-robin and affinity rules as the
-threaded scheduler) for one quantum of guest code, counted by the vCPU's block hook; the quanta of
-one round are simultaneous in virtual time, which then advances by the quantum. A quantum is cut
+pCPU 0, 1, ... in turn runs the vCPU it picks (the same cpupools, schedulers and affinity rules
+as the threaded scheduler) for one quantum of guest code, counted by the vCPU's block hook; the
+quanta of one round are simultaneous in virtual time, which then advances by the quantum. A quantum is cut
 short at the next guest timer deadline, so timer interrupts land at exact instruction counts; when
 every vCPU waits, time jumps to the next deadline.
 

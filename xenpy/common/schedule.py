@@ -1,17 +1,20 @@
-"""The scheduler (Xen's common/sched/core.c, simplified to round robin) and SCHEDOP_*.
+"""The scheduler core (Xen's common/sched/core.c) and SCHEDOP_*.
 
-pCPUs are host threads. Each picks the runnable vCPU that has waited longest among those whose hard
-affinity includes it (preferring its soft affinity), runs it until it traps, and accounts the time.
-A ticker preempts a vCPU whose slice is over when another vCPU waits for that pCPU, through the
-vCPU's exit control (it stops at the next translation block start), so guest code runs with no
-per-instruction hook and no instruction is ever re-run or skipped by a preemption.
+pCPUs are host threads. A pCPU belongs to at most one cpupool (cpupool.py); it runs vCPUs of that
+pool's domains whose hard affinity includes it, one vCPU of a domain at a time, and the pool's
+scheduler (sched_credit2.py, sched_null.py) picks which. A pCPU in no pool runs nothing. The
+chosen vCPU runs until it traps, and the time is accounted to it and to its scheduler. A ticker
+preempts a vCPU whose slice is over when another vCPU waits for that pCPU (if its scheduler time
+slices) or when its scheduler says so (a cap spent), through the vCPU's exit control (it stops at
+the next translation block start), so guest code runs with no per-instruction hook and no
+instruction is ever re-run or skipped by a preemption.
 """
 from __future__ import annotations
 
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from xenpy import trace
 from xenpy.arch.arm.domain import sample_timers
@@ -20,6 +23,9 @@ from xenpy.arch.arm.guestcopy import GuestFault, copy_from_guest, copy_to_guest
 from xenpy.arch.arm.vcpu import Exit
 from xenpy.common.hypercall import hypercall
 from xenpy.public import errno
+from xenpy.public.domctl import (XEN_DOMCTL_SCHEDOP_getinfo, XEN_DOMCTL_SCHEDOP_getvcpuinfo,
+                                 XEN_DOMCTL_SCHEDOP_putinfo, XEN_DOMCTL_SCHEDOP_putvcpuinfo)
+from xenpy.public.sysctl import XEN_SYSCTL_SCHEDOP_getinfo, XEN_SYSCTL_SCHEDOP_putinfo
 from xenpy.public.sched import (SCHEDOP_block, SCHEDOP_remote_shutdown, SCHEDOP_shutdown,
                                 SCHEDOP_shutdown_code, SCHEDOP_yield, SHUTDOWN_MAX)
 from xenpy.public.vcpu import (RUNSTATE_blocked, RUNSTATE_offline, RUNSTATE_runnable,
@@ -27,7 +33,7 @@ from xenpy.public.vcpu import (RUNSTATE_blocked, RUNSTATE_offline, RUNSTATE_runn
 from xenpy.public.xen import HYPERVISOR_sched_op
 
 if TYPE_CHECKING:
-    from xenpy.common.domain import Vcpu
+    from xenpy.common.domain import Domain, Vcpu
     from xenpy.common.hypervisor import Hypervisor
 
 # A host timed wait overshoots by its timer slack (150-200 us measured here): for a guest timer
@@ -100,8 +106,11 @@ class Scheduler:
             self.notify()
 
     def kick(self) -> None:
-        """Something became runnable (unpause, CPU_ON, affinity change): let idle pCPUs look."""
+        """Something became runnable (unpause, CPU_ON, affinity change): let idle pCPUs look,
+        after the schedulers saw the change (null assigns pCPUs to vCPUs that came online)."""
         with self.cond:
+            for pool in list(self.hv.cpupools.pools.values()):
+                pool.sched.refresh()
             self.notify()
 
     def notify(self, v: "Vcpu | None" = None) -> None:
@@ -143,18 +152,13 @@ class Scheduler:
                 and not any(o.running_on is not None for o in v.domain.vcpus))
 
     def _pick(self, cpu: int) -> "Vcpu | None":
-        best = None
-        for d in list(self.hv.domains.values()):
-            if d.privileged:
-                continue
-            for v in d.vcpus:
-                if not self._eligible(v, cpu):
-                    continue
-                soft = v.soft_affinity is None or cpu in v.soft_affinity
-                key = (not soft, v.last_ran)
-                if best is None or key < best[0]:
-                    best = (key, v)
-        return best[1] if best else None
+        """do_schedule: the pool's scheduler chooses among the vCPUs allowed on `cpu`."""
+        pool = self.hv.cpupools.pool_of_cpu(cpu)
+        if pool is None:
+            return None                          # a free pCPU runs nothing
+        eligible = [v for d in pool.domains if not d.privileged for v in d.vcpus
+                    if self._eligible(v, cpu)]
+        return pool.sched.pick(cpu, eligible)
 
     def _pcpu_loop(self, cpu: int) -> None:
         while True:
@@ -200,6 +204,8 @@ class Scheduler:
         unless an event came meanwhile or an interrupt is pending (masked or not)."""
         v.cpu_time_ns += ran_ns
         v.last_ran = last_ran
+        if v.domain.cpupool is not None:
+            v.domain.cpupool.sched.ran(v, ran_ns, self.hv.clock.now_ns())
         v.running_on = None
         self.current[cpu] = None
         if why is Exit.WFI:
@@ -234,11 +240,23 @@ class Scheduler:
             due: list["Vcpu"] = []
             timer_ns = None                      # the earliest guest timer deadline ahead
             with self.cond:
+                perf = time.perf_counter_ns()
                 for cpu, v in enumerate(self.current):
                     if v is None or v.arch is None:
                         continue
-                    if now - self.slice_start[cpu] >= self.slice_s and self._waiting_for(cpu, v):
+                    pool = v.domain.cpupool
+                    since = v.run_since_ns
+                    if (pool is not None and since is not None
+                            and pool.sched.must_stop(v, perf - since, now_ns)):
+                        v.arch.stop()            # its cap is spent, whoever waits
+                    elif now - self.slice_start[cpu] >= self.slice_s and self._waiting_for(cpu, v):
                         v.arch.stop()
+                for pool in list(self.hv.cpupools.pools.values()):
+                    woke, when = pool.sched.timer(now_ns)
+                    if woke:
+                        self.notify()            # a parked vCPU has budget again
+                    if when is not None:
+                        next_ns = max(now_ns + 100_000, min(next_ns, when))
                 for d in list(self.hv.domains.values()):
                     for v in d.vcpus:
                         # Never cleared here: the vCPU may have set its next deadline since.
@@ -273,14 +291,56 @@ class Scheduler:
         self._tick_event.clear()
 
     def _waiting_for(self, cpu: int, current: "Vcpu") -> bool:
-        """Does another vCPU want this pCPU, or wait for its domain's turn (see _eligible)?"""
-        for d in list(self.hv.domains.values()):
+        """Does another vCPU wait for its domain's turn (see _eligible), or want this pCPU and
+        the pool's scheduler time slices (null does not)?"""
+        for v in current.domain.vcpus:
+            if v is not current and v.running_on is None and v.runnable:
+                return True
+        pool = self.hv.cpupools.pool_of_cpu(cpu)
+        if pool is None or pool is not current.domain.cpupool:
+            return True                          # the pCPU left the domain's pool
+        if not pool.sched.slices():
+            return False
+        for d in pool.domains:
             for v in d.vcpus:
                 if v is current or v.running_on is not None or not v.runnable:
                     continue
-                if d is current.domain or self._eligible(v, cpu):
+                if self._eligible(v, cpu) and pool.sched.may_run(v, cpu):
                     return True
         return False
+
+
+# -- XEN_DOMCTL_scheduler_op, XEN_SYSCTL_scheduler_op -------------------------------------------
+
+def sched_adjust(hv: "Hypervisor", d: "Domain", u: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A domain's parameters in its pool's scheduler (credit2: weight, cap)."""
+    pool = d.cpupool
+    if pool is None or int(u.get("sched_id", -1)) != pool.sched.sched_id:
+        return -errno.EINVAL, {}
+    cmd = int(u.get("cmd", -1))
+    if cmd not in (XEN_DOMCTL_SCHEDOP_putinfo, XEN_DOMCTL_SCHEDOP_getinfo,
+                   XEN_DOMCTL_SCHEDOP_putvcpuinfo, XEN_DOMCTL_SCHEDOP_getvcpuinfo):
+        return -errno.EINVAL, {}
+    with hv.scheduler.cond:
+        ret, out = pool.sched.dom_cntl(d, cmd, u)
+        hv.scheduler.notify()
+    return ret, {"sched_id": pool.sched.sched_id, "cmd": cmd, **out}
+
+
+def sched_adjust_global(hv: "Hypervisor", u: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A pool's scheduler-wide parameters (credit2: ratelimit_us)."""
+    cmd = int(u.get("cmd", -1))
+    if cmd not in (XEN_SYSCTL_SCHEDOP_putinfo, XEN_SYSCTL_SCHEDOP_getinfo):
+        return -errno.EINVAL, {}
+    pool = hv.cpupools.pools.get(int(u.get("cpupool_id", 0)))
+    if pool is None:
+        return -errno.ESRCH, {}
+    if int(u.get("sched_id", -1)) != pool.sched.sched_id:
+        return -errno.EINVAL, {}
+    with hv.scheduler.cond:
+        ret, out = pool.sched.sys_cntl(cmd, u.get("u") or {})
+    return ret, {"cpupool_id": pool.cpupool_id, "sched_id": pool.sched.sched_id, "cmd": cmd,
+                 "u": out}
 
 
 # -- runstate (VCPUOP_register_runstate_memory_area) ------------------------------------------------

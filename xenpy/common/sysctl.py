@@ -40,7 +40,15 @@ def do_sysctl(hv: "Hypervisor", caller: "Domain", req: dict[str, Any]) -> Reply:
     if cmd == S.XEN_SYSCTL_debug_keys:
         return debug_keys(hv, str(u.get("keys", ""))), {}
     if cmd == S.XEN_SYSCTL_sched_id:
-        return 0, {"sched_id": S.XEN_SCHEDULER_CREDIT}
+        return 0, {"sched_id": hv.cpupools.cpupool0.sched.sched_id}
+    if cmd in (S.XEN_SYSCTL_cpupool_op, S.XEN_SYSCTL_scheduler_op):
+        from xenpy.common.cpupool import cpupool_do_sysctl
+        from xenpy.common.schedule import sched_adjust_global
+        try:
+            return (cpupool_do_sysctl(hv, caller, u) if cmd == S.XEN_SYSCTL_cpupool_op
+                    else sched_adjust_global(hv, u))
+        except (TypeError, ValueError, AttributeError):
+            return -errno.EINVAL, {}
     if cmd == S.XEN_SYSCTL_tbuf_op:
         return tbuf_op(int(u.get("cmd", -1)), u)
     if cmd == S.XEN_SYSCTL_getcpuinfo:

@@ -17,12 +17,19 @@ XEN_DOMCTL_setvcpucontext = 12
 XEN_DOMCTL_getvcpucontext = 13
 XEN_DOMCTL_getvcpuinfo = 14
 XEN_DOMCTL_max_vcpus = 15
+XEN_DOMCTL_scheduler_op = 16
 XEN_DOMCTL_setdomainhandle = 17
 XEN_DOMCTL_iomem_permission = 20
 XEN_DOMCTL_getvcpuaffinity = 25
 XEN_DOMCTL_sendtrigger = 28
 XEN_DOMCTL_memory_mapping = 39
 XEN_DOMCTL_vuart_op = 81
+
+# XEN_DOMCTL_scheduler_op: {sched_id, cmd, u.credit2 {weight u16, cap u16}}
+XEN_DOMCTL_SCHEDOP_putinfo = 0
+XEN_DOMCTL_SCHEDOP_getinfo = 1
+XEN_DOMCTL_SCHEDOP_putvcpuinfo = 2
+XEN_DOMCTL_SCHEDOP_getvcpuinfo = 3
 
 XEN_VCPUAFFINITY_HARD = 1
 XEN_VCPUAFFINITY_SOFT = 2
@@ -50,4 +57,4 @@ XEN_DOMCTL_CDF_xs_domain = 1 << 4
 
 NAMES = {v: k[len("XEN_DOMCTL_"):] for k, v in dict(globals()).items()
          if k.startswith("XEN_DOMCTL_") and k != "XEN_DOMCTL_INTERFACE_VERSION"
-         and not k.startswith(("XEN_DOMCTL_CDF", "XEN_DOMCTL_VUART"))}
+         and not k.startswith(("XEN_DOMCTL_CDF", "XEN_DOMCTL_VUART", "XEN_DOMCTL_SCHEDOP"))}
