@@ -262,6 +262,25 @@ def test_credit2_cap_is_a_budget_per_period():
     assert got[0] == 100 * 1_000_000
 
 
+def test_credit2_a_waking_vcpu_preempts_the_poorest_runner_past_the_rate_limit():
+    """runq_tickle / tickle_score: the waking vCPU's credit against each runner's, less
+    CSCHED2_MIGRATE_RESIST off its last pCPU; a runner inside the 1 ms rate limit is left."""
+    hv = make()
+    rtos, spin0, spin1 = online_domain(hv), online_domain(hv), online_domain(hv)
+    sched = hv.cpupools.cpupool0.sched
+    waker, r0, r1 = rtos.vcpus[0], spin0.vcpus[0], spin1.vcpus[0]
+    waker.processor = 1
+    r0.sched_priv.credit, r1.sched_priv.credit = 6_000_000, 2_000_000
+    ms = 1_000_000
+    assert sched.tickle(waker, [(0, r0, 2 * ms), (1, r1, 2 * ms)]) == 1        # the poorer one
+    assert sched.tickle(waker, [(0, r0, 2 * ms), (1, r1, ms // 2)]) == 0       # r1 rate-limited
+    r0.sched_priv.credit = r1.sched_priv.credit = waker.sched_priv.credit - 1_500_000
+    # 1.5 ms of credit ahead, after 2 ms of burning: 3.5 ms ahead on pCPU 1, 3.0 on pCPU 0
+    assert sched.tickle(waker, [(0, r0, 2 * ms), (1, r1, 2 * ms)]) == 1
+    r0.sched_priv.credit = r1.sched_priv.credit = waker.sched_priv.credit + 5 * ms
+    assert sched.tickle(waker, [(0, r0, 2 * ms), (1, r1, 2 * ms)]) is None   # richer runners
+
+
 def test_scheduler_op_checks_as_xen():
     hv = make()
     a = online_domain(hv, vcpus=2)

@@ -30,6 +30,7 @@ DEFAULT_WEIGHT = 256                 # CSCHED2_DEFAULT_WEIGHT
 CREDIT_INIT = 10_000_000             # CSCHED2_CREDIT_INIT: 10 ms of credit
 BDGT_REPL_PERIOD = 10_000_000        # CSCHED2_BDGT_REPL_PERIOD: caps are enforced per 10 ms
 DEFAULT_RATELIMIT_US = 1000          # SCHED_DEFAULT_RATELIMIT_US
+MIGRATE_RESIST = 500_000             # CSCHED2_MIGRATE_RESIST: opt_migrate_resist, 500 us
 
 
 class Credit2Dom:
@@ -108,6 +109,25 @@ class Credit2(Scheduler):
             funded = [v for v in cands if v.sched_priv.credit > 0] or cands
         return min(funded, key=lambda v: (v.soft_affinity is not None
                                           and cpu not in v.soft_affinity, v.last_ran))
+
+    def tickle(self, v: "Vcpu", running: list[tuple[int, "Vcpu", int]]) -> int | None:
+        """runq_tickle and tickle_score: preempt the running vCPU whose credit the waking one
+        exceeds most (by CSCHED2_MIGRATE_RESIST more on a pCPU it did not last run on), never
+        one that has run less than the rate limit."""
+        best: tuple[int, int] | None = None
+        maxw = self._max_weight()
+        for cpu, cur, ran_ns in running:
+            if ran_ns < self.ratelimit_us * 1000 or cur.domain.cpupool is not self.pool:
+                continue
+            cur_credit = cur.sched_priv.credit - ran_ns * maxw // cur.domain.sched_priv.weight
+            score = v.sched_priv.credit - cur_credit
+            if v.processor != cpu:
+                score -= MIGRATE_RESIST
+            if score > 0 and v.soft_affinity is not None and cpu in v.soft_affinity:
+                score += CREDIT_INIT
+            if score > 0 and (best is None or score > best[0]):
+                best = (score, cpu)
+        return None if best is None else best[1]
 
     def _reset_credit(self) -> None:
         for d in self.domains:

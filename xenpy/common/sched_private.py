@@ -60,6 +60,11 @@ class Scheduler:
         """Does a vCPU that waits for a pCPU preempt the running one when its slice is over?"""
         return True
 
+    def tickle(self, v: "Vcpu", running: list[tuple[int, "Vcpu", int]]) -> int | None:
+        """v woke and no pCPU it may use is idle: which of `running` ((pCPU, its vCPU, ns it
+        has run) on those pCPUs) should give way to it now (runq_tickle), or None."""
+        return None
+
     def ran(self, v: "Vcpu", ran_ns: int, now_ns: int) -> None:
         """v left its pCPU after running ran_ns (burn_credits)."""
 

@@ -90,6 +90,28 @@ class Scheduler:
                     v.arch.kick()
                 return          # no pCPU has anything new to pick
             self.notify(v)
+            self._tickle(v)
+
+    def _tickle(self, v: "Vcpu") -> None:
+        """With the lock held: v became runnable. If every pCPU it may use is busy, its pool's
+        scheduler may preempt one of their vCPUs for it (credit2's runq_tickle) rather than
+        have it wait for a slice to end."""
+        pool = v.domain.cpupool
+        if pool is None or not v.runnable:
+            return
+        cpus = [c for c in sorted(pool.cpu_valid)
+                if v.hard_affinity is None or c in v.hard_affinity]
+        if not cpus or any(self.current[c] is None for c in cpus):
+            return                              # an idle pCPU picks it up
+        perf = time.perf_counter_ns()
+        running = [(c, cur, perf - cur.run_since_ns) for c in cpus
+                   if (cur := self.current[c]) is not None and cur.run_since_ns is not None
+                   and cur.arch is not None]
+        c = pool.sched.tickle(v, running)
+        if c is not None:
+            cur = self.current[c]
+            assert cur is not None and cur.arch is not None
+            cur.arch.stop()
 
     def try_hold(self, v: "Vcpu") -> bool:
         """Keep a vCPU that is not on a pCPU off them until release(); False if it is running."""
