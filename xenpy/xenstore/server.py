@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xenpy.public.io.xs_wire import XSD_SOCKMSG
+
 from .connection import BadClient, Connection
 from .store import PRIV_DOMID
 
@@ -30,6 +32,24 @@ class SocketConnection(Connection):
         self.sock = sock
         self.server = server
         self.sel_events = 0               # what the selector waits for on this socket
+
+    def send(self, type_: int, req_id: int, tx_id: int, payload: bytes) -> None:
+        if self.out or self.closed or self.xs._tracefd is not None:
+            super().send(type_, req_id, tx_id, payload)
+            return
+        # Nothing queued ahead of it (the usual case): straight to the socket, no queue.
+        msg = XSD_SOCKMSG.pack(type_, req_id, tx_id, len(payload)) + payload
+        try:
+            n = self.sock.send(msg)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self.xs._drop(self)
+            return
+        if n < len(msg):
+            self.out.append((msg[n:], False))
+            self.out_bytes += len(msg) - n
+            self.flush()
 
     def flush(self) -> None:
         while self.out and not self.closed:
