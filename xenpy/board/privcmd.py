@@ -363,11 +363,16 @@ class Privcmd:
 
     def _accept(self) -> None:
         assert self._server is not None
+        from xenpy.xenstore.server import Acceptor
+        acceptor = Acceptor(self._server, "privcmd", self.hv.log)
         while not self._stop.is_set():
             try:
-                conn, _ = self._server.accept()
+                conn = acceptor.accept()
             except OSError:
-                return
+                acceptor.close()
+                return                       # the socket was closed: the board is stopping
+            if conn is None:
+                continue
             threading.Thread(target=self._client, args=(conn,), daemon=True,
                              name="privcmd-client").start()
 
