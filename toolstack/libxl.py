@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolstack.libxl_arm import RNG_SEED_SIZE, make_guest_dtb
 from toolstack.xc import SocketTransport, Xc, XcError
 from toolstack.xs import XsError
-from xenpy.loader.kernel import LoaderError, load_kernel, place_domu, read_image_file
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT, callback_irq_ppi
 from xenpy.public.hvm.params import (HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CONSOLE_EVTCHN,
@@ -127,6 +125,7 @@ class Libxl:
     def create(self, cfg: DomainConfig, *, paused: bool = False, extra: list[str] | tuple = (),
                config_json: dict[str, Any] | None = None) -> int:
         """config_json: the libxl_domain_config to store for `xl list -l` (default: cfg's)."""
+        from xenpy.loader.kernel import LoaderError, load_kernel   # the builder, for create only
         if any(info.name == cfg.name for info in self.list_domains()):
             raise CreateError(f"domain with name \"{cfg.name}\" already exists.")
         self.detail("xc_dom_allocate", f'cmdline="{cfg.cmdline or ""}", features=""')
@@ -184,6 +183,8 @@ class Libxl:
     def _build(self, domid: int, cfg: DomainConfig, image: Any, mem_bytes: int,
                handle: uuidlib.UUID, extra: list[str],
                config_json: dict[str, Any] | None = None) -> None:
+        from toolstack.libxl_arm import RNG_SEED_SIZE, make_guest_dtb
+        from xenpy.loader.kernel import place_domu, read_image_file
         layout = LAYOUTS[cfg.guest_layout or self.board_layout(domid)]
         version = self.xc.version()
         info = self.xc.domain_getinfo(domid) or {}
