@@ -51,11 +51,17 @@ class Board:
         self._echo = echo
         self._log_lost = False
         self.hv = Hypervisor(config, sink=self._log)
-        self.privcmd = Privcmd(self.hv, on_host_shutdown=lambda _reason: self.request_stop())
+        self.consoled = None
+        self.privcmd = Privcmd(self.hv, on_host_shutdown=lambda _reason: self.request_stop(),
+                               on_console_input=self._console_input)
         self.xenstored = None
         self._store_rings = {}
         self._done = threading.Event()
         self.monitor = None
+
+    def _console_input(self, domid: int) -> None:
+        if self.consoled is not None:
+            self.consoled.typed(domid)
 
     def _log(self, line: str) -> None:
         # Any thread logs (pCPUs, privcmd, dom0 services): a full disk under the run directory
