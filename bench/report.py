@@ -101,6 +101,7 @@ def tables() -> str:
                for name, key in (("read", "read"), ("write", "write"), ("directory", "directory"),
                                  ("transaction (start, read, write, commit)", "transaction"))]),
         robustness(load("soak"), load("hostile")),
+        scale(load("scale")),
     ]
     return "\n\n".join(out)
 
@@ -121,6 +122,28 @@ def robustness(so: dict, ho: dict) -> str:
          f"{ho['rtos_late_avg_us'] / 1000:.1f} / {ho['rtos_late_max_us'] / 1000:.0f} ms; "
          f"{ho['rtos_expiries']} alarm expiries for its {ho['rtos_beats']} beats, the RTOS "
          f"ran on"),
+    ])
+
+
+def scale(sc: dict) -> str:
+    idle, busy, t = sc["idle"], sc["busy"], sc["targets"]
+    lst = idle["xl_list_ms"]
+    one, two = busy["one_pcpu"], busy["two_pcpus"]
+    return table(("scale (`python bench/scale.py`)", "value"), [
+        (f"{idle['domains']} idle domUs ({idle['memory_mb']} MB, WFI): board CPU",
+         f"{idle['board_cpu_percent_idle_domains']:.1f}% of a core (target < "
+         f"{t['idle_cpu_percent_of_a_core']:.0f}%; empty board "
+         f"{idle['board_cpu_percent_empty']:.1f}%)"),
+        (f"`xl list` of {idle['domains'] + 1} domains, median / max of {lst['runs']} runs",
+         f"{lst['median']:.0f} / {lst['max']:.0f} ms (target < {t['xl_list_ms']:.0f} ms)"),
+        ("board RSS and descriptors per idle domU",
+         f"{idle['rss_kb']['per_domain'] / 1024:.1f} MB, {idle['fds']['per_domain']:.0f}"),
+        ("two busy domUs (stress, 1 vCPU each): 2 pCPUs over 1",
+         f"{busy['ratio_2_over_1']:.2f} x (target >= {t['busy_2_over_1_pcpus']}): "
+         f"{one['iterations_per_s'] / 1e6:.1f} / {two['iterations_per_s'] / 1e6:.1f} M "
+         f"iterations/s, board on {one['board_cores_used']:.2f} / "
+         f"{two['board_cores_used']:.2f} host cores (work per board CPU second: "
+         f"{busy['per_board_cpu_s_2_over_1']:.2f} x)"),
     ])
 
 

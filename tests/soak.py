@@ -27,6 +27,12 @@ def usage(pid: int) -> Usage:
                  threads=int(fields["Threads"]))
 
 
+def cpu_seconds(pid: int) -> float:
+    """Host CPU time (user + system) of the whole process, all its threads, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def board_pid(rundir: str | Path) -> int:
     return int((Path(rundir) / "board.pid").read_text())
 

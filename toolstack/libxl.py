@@ -14,19 +14,19 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from toolstack.domcfg import DomainConfig
-from toolstack.libxl_arm import RNG_SEED_SIZE, make_guest_dtb
 from toolstack.xc import SocketTransport, Xc, XcError
 from toolstack.xs import XsError
-from xenpy.loader.kernel import LoaderError, load_kernel, place_domu, read_image_file
 from xenpy.public.grant_table import GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE
 from xenpy.public.arch_arm import LAYOUTS, SCTLR_GUEST_INIT, callback_irq_ppi
 from xenpy.public.hvm.params import (HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CONSOLE_EVTCHN,
                                      HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN,
                                      HVM_PARAM_STORE_PFN)
 from xenpy.rundir import run_dir
+
+if TYPE_CHECKING:       # the cfg parser (lark) is for create only: `xl list` must start fast
+    from toolstack.domcfg import DomainConfig
 
 
 LIBXL_MAXMEM_CONSTANT = 1024   # KiB (libxl_internal.h)
@@ -82,11 +82,27 @@ class Libxl:
         except Exception:  # noqa: BLE001 - a domain without a name node is shown as xl does
             return "(null)"
 
+    def domain_names(self, domids: list[int]) -> dict[int, str]:
+        """domain_name() of many domains, their reads in one XenStore round trip."""
+        try:
+            values = self.xs.read_many(f"/local/domain/{d}/name" for d in domids)
+        except Exception:  # noqa: BLE001 - as domain_name(): no name is "(null)"
+            return {d: "(null)" for d in domids}
+        names = {}
+        for d, v in zip(domids, values):
+            try:
+                names[d] = v.decode() if isinstance(v, bytes) else "(null)"
+            except UnicodeDecodeError:
+                names[d] = "(null)"
+        return names
+
     def list_domains(self) -> list[DomainInfo]:
         out = []
-        for raw in self.xc.domain_getinfolist():
+        infos = self.xc.domain_getinfolist()
+        names = self.domain_names([raw["domain"] for raw in infos])
+        for raw in infos:
             d = raw["domain"]
-            out.append(DomainInfo(domid=d, name=self.domain_name(d), uuid=str(uuidlib.UUID(raw["handle"])),
+            out.append(DomainInfo(domid=d, name=names[d], uuid=str(uuidlib.UUID(raw["handle"])),
                                   mem_kb=raw["tot_pages"] * 4, vcpus=raw["nr_online_vcpus"],
                                   max_vcpu_id=raw["max_vcpu_id"], state=state_string(raw["flags"]),
                                   cpu_time=raw["cpu_time"] / 1e9,
@@ -109,6 +125,7 @@ class Libxl:
     def create(self, cfg: DomainConfig, *, paused: bool = False, extra: list[str] | tuple = (),
                config_json: dict[str, Any] | None = None) -> int:
         """config_json: the libxl_domain_config to store for `xl list -l` (default: cfg's)."""
+        from xenpy.loader.kernel import LoaderError, load_kernel   # the builder, for create only
         if any(info.name == cfg.name for info in self.list_domains()):
             raise CreateError(f"domain with name \"{cfg.name}\" already exists.")
         self.detail("xc_dom_allocate", f'cmdline="{cfg.cmdline or ""}", features=""')
@@ -177,6 +194,8 @@ class Libxl:
     def _build(self, domid: int, cfg: DomainConfig, image: Any, mem_bytes: int,
                handle: uuidlib.UUID, extra: list[str],
                config_json: dict[str, Any] | None = None) -> None:
+        from toolstack.libxl_arm import RNG_SEED_SIZE, make_guest_dtb
+        from xenpy.loader.kernel import place_domu, read_image_file
         layout = LAYOUTS[cfg.guest_layout or self.board_layout(domid)]
         version = self.xc.version()
         info = self.xc.domain_getinfo(domid) or {}

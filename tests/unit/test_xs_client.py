@@ -56,3 +56,23 @@ def test_lost_connection_is_an_error_not_a_hang(tmp_path):
     with pytest.raises(XsError):
         c.read_watch(1)
     c.close()
+
+
+def test_read_many_answers_each_path_in_order_with_watch_events_kept(sock):
+    # xl list reads every domain's name in one round trip: 600 reads (more than one batch),
+    # missing nodes answered with their error, a watch event in the middle left for read_watch.
+    with XsClient(sock) as c, XsClient(sock) as other:
+        for i in range(0, 600, 2):
+            c.write(f"/n/{i}", f"v{i}")
+        c.watch("/n/5", "tok")
+        assert c.read_watch(5) == ("/n/5", "tok")
+        other.write("/n/5", "late")                       # fires while our reads are queued
+        got = c.read_many(f"/n/{i}" for i in range(600))
+        assert [g for i, g in enumerate(got) if i % 2 == 0] == \
+               [f"v{i}".encode() for i in range(0, 600, 2)]
+        odd = [g for i, g in enumerate(got) if i % 2 and i != 5]
+        assert all(isinstance(g, XsError) and g.errno_name == "ENOENT" for g in odd)
+        assert got[5] == b"late"
+        assert c.read_watch(5) == ("/n/5", "tok")
+        assert c.read("/n/0") == b"v0"                    # the connection carries on
+        assert c.read_many([]) == []

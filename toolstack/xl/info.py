@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from toolstack.libxl_cpupool import scheduler_to_string
-from toolstack.xl.utils import (ctx, domid_to_name, err, fail, find_domain, getopts, help_,
-                                print_bitmap)
+from toolstack.xl.utils import (ctx, domid_to_name, domids_to_names, err, fail, find_domain,
+                                getopts, help_, print_bitmap)
 
 SHUTDOWN_REASON_LETTERS = "-rscwS"
 # dominfo flags (domctl.h XEN_DOMINF_*)
@@ -68,11 +68,12 @@ def list_domains(infos: list[dict[str, Any]], *, verbose: bool = False, context:
         nr_nodes = ctx().xc.physinfo()["nr_nodes"]
         head += " NODE Affinity"
     print(head)
+    names = domids_to_names([i["domain"] for i in infos])
     for i in infos:
         f = i["flags"]
         shutdown = bool(f & SHUTDOWN)
         reason = i.get("shutdown_reason", 0) if shutdown else 0
-        name = domid_to_name(i["domain"]) or "(null)"
+        name = names[i["domain"]] or "(null)"
         mem_mb = (i["tot_pages"] * 4 + i.get("outstanding_pages", 0) * 4) // 1024
         letters = ("r" if f & RUNNING else "-") + ("b" if f & BLOCKED else "-") + \
                   ("p" if f & PAUSED else "-") + ("s" if shutdown else "-") + \

@@ -155,6 +155,17 @@ def domid_to_name(domid: int) -> str | None:
         return None
 
 
+def domids_to_names(domids: Sequence[int]) -> dict[int, str | None]:
+    """domid_to_name of many domains in one XenStore round trip (a list of every domain)."""
+    names: dict[int, str | None] = {}
+    for d, v in zip(domids, ctx().xs.read_many(f"/local/domain/{d}/name" for d in domids)):
+        try:
+            names[d] = v.decode() if isinstance(v, bytes) else None
+        except UnicodeDecodeError:
+            names[d] = None
+    return names
+
+
 # -- formats -----------------------------------------------------------------------------------
 
 def print_bitmap(cpus: set[int] | Sequence[int], nr: int) -> str:

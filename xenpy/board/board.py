@@ -23,6 +23,21 @@ from xenpy.common.hypervisor import Hypervisor, HypervisorConfig
 from xenpy.rundir import board_log_path, privcmd_path, run_dir, xenstored_path
 
 
+def _raise_fd_limit() -> None:
+    """Every domain holds about nine descriptors (its RAM and grant-table memfds and their
+    mappings, xenstored's and xenconsoled's maps of its rings): the usual soft limit of 1024
+    would stop the board at about a hundred domains. Raise it to the hard limit, as a server
+    expecting many clients does."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            pass                                    # kept as it is: the board still runs
+
+
 class BoardError(Exception):
     """The board cannot start; one line for the user."""
 
@@ -36,11 +51,17 @@ class Board:
         self._echo = echo
         self._log_lost = False
         self.hv = Hypervisor(config, sink=self._log)
-        self.privcmd = Privcmd(self.hv, on_host_shutdown=lambda _reason: self.request_stop())
+        self.consoled = None
+        self.privcmd = Privcmd(self.hv, on_host_shutdown=lambda _reason: self.request_stop(),
+                               on_console_input=self._console_input)
         self.xenstored = None
         self._store_rings = {}
         self._done = threading.Event()
         self.monitor = None
+
+    def _console_input(self, domid: int) -> None:
+        if self.consoled is not None:
+            self.consoled.typed(domid)
 
     def _log(self, line: str) -> None:
         # Any thread logs (pCPUs, privcmd, dom0 services): a full disk under the run directory
@@ -58,6 +79,7 @@ class Board:
             self._echo(line)
 
     def start(self) -> None:
+        _raise_fd_limit()
         self.hv.start()
         self._start_xenstored()
         # Dom0's nodes and services first: a privcmd socket that answers means a board whose

@@ -65,9 +65,11 @@ def _waits(req: Any) -> bool:
 
 
 class Privcmd:
-    def __init__(self, hv: "Hypervisor", on_host_shutdown: Callable[[int], None] | None = None):
+    def __init__(self, hv: "Hypervisor", on_host_shutdown: Callable[[int], None] | None = None,
+                 on_console_input: Callable[[int], None] | None = None):
         self.hv = hv
         self.on_host_shutdown = on_host_shutdown
+        self.on_console_input = on_console_input     # xenconsoled: input queued for a domain
         self._server: socket.socket | None = None
         self._stop = threading.Event()
         self._reported: set[tuple[str, str, str]] = set()
@@ -152,6 +154,8 @@ class Privcmd:
                     if d.privileged:       # input on the hypervisor console is dom0's
                         event_channel.send_global_virq(hv, VIRQ_CONSOLE)
                     ret, out = 0, {}
+                if ret == 0 and self.on_console_input is not None and not d.privileged:
+                    self.on_console_input(d.domid)
             else:
                 ret, out = -errno.EINVAL, {}       # an unknown request, like an unknown ioctl
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
@@ -363,11 +367,16 @@ class Privcmd:
 
     def _accept(self) -> None:
         assert self._server is not None
+        from xenpy.xenstore.server import Acceptor
+        acceptor = Acceptor(self._server, "privcmd", self.hv.log)
         while not self._stop.is_set():
             try:
-                conn, _ = self._server.accept()
+                conn = acceptor.accept()
             except OSError:
-                return
+                acceptor.close()
+                return                       # the socket was closed: the board is stopping
+            if conn is None:
+                continue
             threading.Thread(target=self._client, args=(conn,), daemon=True,
                              name="privcmd-client").start()
 

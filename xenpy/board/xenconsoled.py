@@ -63,6 +63,11 @@ class XenConsoled:
         self.evtchn = EvtchnDevice(hv, service=True)
         self.gntdev = GntdevDevice(hv)
         self.consoles: dict[int, _Console] = {}     # local port -> console
+        # Domains with typed input to deliver (typed() says so) and ports with events in the
+        # current rate-limit period: an idle turn looks at these, not at every console.
+        self._typed: set[int] = set()
+        self._typed_lock = threading.Lock()
+        self._counting: set[int] = set()
         self._stop = threading.Event()
         self._guard = Guard("xenconsoled", hv.log)
 
@@ -72,6 +77,12 @@ class XenConsoled:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def typed(self, domid: int) -> None:
+        """Input was queued for domain `domid`'s console (privcmd's console_write): the next
+        turn puts it in the ring."""
+        with self._typed_lock:
+            self._typed.add(domid)
 
     # -- domains coming and going ----------------------------------------------------------------
 
@@ -140,6 +151,7 @@ class XenConsoled:
             return
         self.consoles[port] = _Console(domid, page, port, m, kind=kind)
         self._drain(self.consoles[port])          # output written before we attached
+        self.typed(domid)                         # and input typed before (what did not fit)
 
     def _detach(self, port: int) -> None:
         c = self.consoles.pop(port)
@@ -168,30 +180,51 @@ class XenConsoled:
                     self._unmask(port)
 
     def _turn(self, port: int | None) -> None:
-        self._new_periods(time.monotonic())
+        now = time.monotonic()
+        self._new_periods(now)
         if port is None:                     # no event: deliver whatever was typed
+            with self._typed_lock:
+                domids, self._typed = self._typed, set()
+            if not domids:
+                return
             for c in list(self.consoles.values()):
+                if c.domid not in domids:
+                    continue
                 d = self.hv.domains.get(c.domid)
-                if d is not None and c.input(d) and self._feed(c, d):
+                if d is None or not c.input(d):
+                    continue
+                if self._feed(c, d):
                     self._notify(c)
+                if c.input(d):               # the ring is full: try again next turn
+                    self.typed(c.domid)
             return
         c = self.consoles.get(port)
         if c is None:
             self._unmask(port)
             return
+        if port not in self._counting:
+            # The first event of a period (_new_periods only visits ports that had events).
+            if now + PERIOD_FUZZ > c.next_period:
+                c.next_period = now + RATE_LIMIT_PERIOD
+            self._counting.add(port)
         c.event_count += 1
         self._drain(c)
         if c.event_count < RATE_LIMIT_ALLOWANCE and self.consoles.get(port) is c:
             self._unmask(port)
 
     def _new_periods(self, now: float) -> None:
-        """console_evtchn_unmask(): a new period re-opens a rate-limited port."""
-        for c in list(self.consoles.values()):
-            if now + PERIOD_FUZZ > c.next_period:
+        """console_evtchn_unmask(): a new period re-opens a rate-limited port. Only ports that
+        had events in their period have anything to reset."""
+        for port in list(self._counting):
+            c = self.consoles.get(port)
+            if c is None:
+                self._counting.discard(port)
+            elif now + PERIOD_FUZZ > c.next_period:
                 c.next_period = now + RATE_LIMIT_PERIOD
                 if c.event_count >= RATE_LIMIT_ALLOWANCE:
                     self._unmask(c.port)
                 c.event_count = 0
+                self._counting.discard(port)
 
     def _unmask(self, port: int) -> None:
         try:

@@ -548,12 +548,13 @@ class XenStored:
         if path is None or not valid_chars(path) or (path.startswith("@") and not allow_special):
             raise XsErr("EINVAL")
         name = path if path.startswith(("/", "@")) else f"{conn.implicit_path()}/{path}"
-        m = _LOCAL_DOMAIN.match(name)
-        local_off = m.end() if m else 0
         if (name.endswith("/") and name != "/") or "//" in name or len(name) > XENSTORE_ABS_PATH_MAX:
             raise XsErr("EINVAL")
-        if quota_exceeded(self._limit(conn, "path-max"), len(name) - local_off):
-            raise XsErr("EINVAL")
+        limit = self._limit(conn, "path-max")
+        if limit:                   # counted below /local/domain/<domid>/ (none for dom0)
+            m = _LOCAL_DOMAIN.match(name)
+            if quota_exceeded(limit, len(name) - (m.end() if m else 0)):
+                raise XsErr("EINVAL")
         return name
 
     @staticmethod
@@ -694,13 +695,15 @@ class XenStored:
         for conn in self.connections:
             if not conn.watches or conn.ignored:
                 continue
-            if not self._watch_permitted(conn, name, node, old_perms):
+            # Which watches match is cheaper to find than whether the watcher may see the node:
+            # most writes match no watch of most connections.
+            hits = [w for w in conn.watches if w.matches(name, match)]
+            if not hits or not self._watch_permitted(conn, name, node, old_perms):
                 continue
-            for w in conn.watches:
-                if w.matches(name, match):
-                    payload = _z(w.event_path(name)) + _z(w.token)
-                    if len(payload) <= XENSTORE_PAYLOAD_MAX:
-                        events.append((conn, payload))
+            for w in hits:
+                payload = _z(w.event_path(name)) + _z(w.token)
+                if len(payload) <= XENSTORE_PAYLOAD_MAX:
+                    events.append((conn, payload))
         return events
 
     def _fire(self, req: _Request, name: str, node: Node | None, match: Match,

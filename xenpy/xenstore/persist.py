@@ -18,20 +18,25 @@ flush (Xen's xenstored keeps its store in memory for the same reason).
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
+from binascii import b2a_base64
 from collections.abc import Callable
 from pathlib import Path
 
 from .store import Node, Store, child_name, parse_perm
 
-_COMPACT_RECORDS = 2000
+# When the journal is compacted into a new snapshot: once it holds this many records, or once
+# it is larger than both this many bytes and the last snapshot (so that a big store is not
+# rewritten every few thousand writes: the cost of a snapshot is spread over at least as many
+# bytes of records as it has, and a restart replays at most about a snapshot's worth).
+_COMPACT_RECORDS = 20000
 _COMPACT_BYTES = 1 << 20
 
-
-def _node_record(node: Node) -> dict[str, object]:
-    return {"v": base64.b64encode(node.value).decode("ascii"), "p": [str(p) for p in node.perms],
-            "c": node.children, "g": node.generation}
+# The JSON text of a permission list, by the list's identity: nodes share their perms tuples
+# (a new node takes its parent's), so a handful of entries serve every write.
+_perms_text: dict[int, tuple[tuple, str, bool]] = {}
 
 
 def _plain(text: str) -> bool:
@@ -39,25 +44,53 @@ def _plain(text: str) -> bool:
     return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
+def _value_text(value: bytes) -> tuple[str, str]:
+    """How a node's value is kept: as "t" (the text itself) when JSON can carry the bytes as
+    they are (printable ASCII without quotes or backslashes: nearly every XenStore value),
+    else as "v" (base64)."""
+    if value.isascii():
+        text = value.decode("ascii")
+        if _plain(text):
+            return "t", text
+    return "v", b2a_base64(value, newline=False).decode("ascii")
+
+
+def _node_record(node: Node) -> dict[str, object]:
+    key, text = _value_text(node.value)
+    return {key: text, "p": [str(p) for p in node.perms], "c": node.children,
+            "g": node.generation}
+
+
 def _record_line(seq: int, generation: int, changed: dict[str, Node], removed: list[str]) -> str:
     """The journal record of one change as JSON text. Node names, children and permission
     strings are XenStore path characters, which JSON leaves alone, so the text is built
     directly (the hot path of every write); anything else goes through json.dumps."""
-    items, raw = [], list(removed)
+    items, raw, plain = [], list(removed), True
     for name, node in changed.items():
-        perms = [str(p) for p in node.perms]
+        perms = node.perms
+        cached = _perms_text.get(id(perms))
+        if cached is None or cached[0] is not perms:
+            if len(_perms_text) > 4096:
+                _perms_text.clear()
+            texts = [str(p) for p in perms]
+            cached = _perms_text[id(perms)] = (perms, '","'.join(texts), _plain("".join(texts)))
+        plain = plain and cached[2]
         raw.append(name)
-        raw.extend(perms)
-        raw.extend(node.children)
-        items.append('"%s":{"v":"%s","p":["%s"],"c":[%s],"g":%d}' % (
-            name, base64.b64encode(node.value).decode("ascii"), '","'.join(perms),
-            '"%s"' % '","'.join(node.children) if node.children else "", node.generation))
-    if not _plain("".join(raw)):
+        children = node.children
+        if children:
+            raw.extend(children)
+            kids = '"' + '","'.join(children) + '"'
+        else:
+            kids = ""
+        key, text = _value_text(node.value)
+        items.append(f'"{name}":{{"{key}":"{text}","p":["{cached[1]}"],"c":[{kids}],'
+                     f'"g":{node.generation}}}')
+    if not (plain and _plain("".join(raw))):
         return json.dumps({"seq": seq, "g": generation,
                            "set": {n: _node_record(node) for n, node in changed.items()},
                            "del": removed}, separators=(",", ":"))
-    return '{"seq":%d,"g":%d,"set":{%s},"del":[%s]}' % (
-        seq, generation, ",".join(items), '"%s"' % '","'.join(removed) if removed else "")
+    gone = '"' + '","'.join(removed) + '"' if removed else ""
+    return f'{{"seq":{seq},"g":{generation},"set":{{{",".join(items)}}},"del":[{gone}]}}'
 
 
 def _node_from(rec: dict) -> Node:
@@ -67,7 +100,12 @@ def _node_from(rec: dict) -> Node:
     children = rec["c"]
     if not isinstance(children, list) or not all(isinstance(c, str) for c in children):
         raise ValueError("bad children list")
-    return Node(base64.b64decode(rec["v"], validate=True), perms, list(children), int(rec["g"]))
+    text = rec.get("t")
+    if isinstance(text, str):
+        value = text.encode("ascii")
+    else:
+        value = base64.b64decode(rec["v"], validate=True)
+    return Node(value, perms, list(children), int(rec["g"]))
 
 
 class Persist:
@@ -82,6 +120,7 @@ class Persist:
         self._journal = None
         self._records = 0
         self._journal_bytes = 0
+        self._compact_bytes = _COMPACT_BYTES
         self._seq = 0  # sequence number of the last change written
 
     # -- loading -------------------------------------------------------------------
@@ -162,6 +201,7 @@ class Persist:
         try:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(data, f, separators=(",", ":"))
+                size = f.tell()
                 f.flush()
                 fsync(f.fileno())
         except OSError:
@@ -170,11 +210,16 @@ class Persist:
         os.replace(tmp, self.path)
         if self._journal is not None:
             self._journal.close()
-        # Unbuffered: each record reaches the kernel in the write() that acknowledges it.
-        # Truncated: all of it is in the snapshot.
+            self._journal = None
+        # All of the journal is in the snapshot: a new, empty one. Removed and created rather
+        # than truncated, which on ext4 would make the kernel allocate the old records' blocks
+        # first (its auto_da_alloc), a few milliseconds for nothing. Unbuffered: each record
+        # reaches the kernel in the write() that acknowledges it.
+        self.journal_path.unlink(missing_ok=True)
         self._journal = open(self.journal_path, "wb", buffering=0)
         self._records = 0
         self._journal_bytes = 0
+        self._compact_bytes = max(_COMPACT_BYTES, size)
         store.commit()
 
     def save(self, store: Store) -> None:
@@ -185,14 +230,21 @@ class Persist:
         try:
             self._seq += 1
             if self._journal is None or self._records >= _COMPACT_RECORDS or \
-                    self._journal_bytes >= _COMPACT_BYTES:
+                    self._journal_bytes >= self._compact_bytes:
                 self.snapshot(store)
                 return
-            changed = {n: store.nodes[n] for n in store.dirty if n in store.nodes}
-            removed = [n for n in store.dirty if n not in store.nodes]
-            line = _record_line(self._seq, store.generation, changed, removed)
-            record = line.encode("utf-8") + b"\n"
-            self._journal.write(record)
+            nodes, dirty = store.nodes, store.dirty
+            if len(dirty) == 1:                 # the common case: one node written
+                name = next(iter(dirty))
+                node = nodes.get(name)
+                changed, removed = ({name: node}, []) if node is not None else ({}, [name])
+            else:
+                changed = {n: nodes[n] for n in dirty if n in nodes}
+                removed = [n for n in dirty if n not in nodes]
+            record = (_record_line(self._seq, store.generation, changed, removed)
+                      + "\n").encode("utf-8")
+            if self._journal.write(record) != len(record):   # a disk that filled up mid-record
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             self._journal_bytes += len(record)
             self.fsync(self._journal.fileno())
             self._records += 1

@@ -6,12 +6,16 @@ Sockets are non-blocking: a client that stops reading gets its output queued
 """
 from __future__ import annotations
 
+import errno
 import os
 import selectors
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from xenpy.public.io.xs_wire import XSD_SOCKMSG
 
 from .connection import BadClient, Connection
 from .store import PRIV_DOMID
@@ -20,6 +24,66 @@ if TYPE_CHECKING:
     from .core import XenStored
 
 _MAX_QUEUED = 16 << 20  # bytes queued for one client before we give up on it
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class Acceptor:
+    """accept() that survives running out of file descriptors. With none left, accept()
+    fails and the client stays queued: a level-triggered loop spins on it and the client
+    waits forever. A descriptor kept spare is given up for a moment instead, the client
+    accepted and closed at once (it sees its connection end and says so), and the spare
+    taken back. `log` hears of each episode once."""
+
+    def __init__(self, sock: socket.socket, name: str, log) -> None:
+        self.sock, self.name, self.log = sock, name, log
+        self._spare = self._open_spare()
+        self._refusing = False
+
+    @staticmethod
+    def _open_spare() -> int:
+        try:
+            return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return -1
+
+    def accept(self) -> socket.socket | None:
+        """A new client, or None (none waiting, or one refused for want of descriptors).
+        Raises OSError for anything else (the listener was closed)."""
+        try:
+            sock, _ = self.sock.accept()
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno not in _OUT_OF_FDS:
+                raise
+            self._refuse(e)
+            return None
+        if self._refusing:
+            self._refusing = False
+            self.log(f"{self.name}: file descriptors available again, accepting connections")
+        if self._spare < 0:
+            self._spare = self._open_spare()
+        return sock
+
+    def _refuse(self, e: OSError) -> None:
+        if not self._refusing:
+            self._refusing = True
+            self.log(f"{self.name}: out of file descriptors ({os.strerror(e.errno)}): "
+                     "refusing connections until some are free")
+        if self._spare >= 0:
+            os.close(self._spare)
+            self._spare = -1
+        try:
+            sock, _ = self.sock.accept()
+            sock.close()
+        except OSError:
+            time.sleep(0.01)                # not even the spare was enough: do not spin
+        self._spare = self._open_spare()
+
+    def close(self) -> None:
+        if self._spare >= 0:
+            os.close(self._spare)
+            self._spare = -1
 
 
 class SocketConnection(Connection):
@@ -30,6 +94,24 @@ class SocketConnection(Connection):
         self.sock = sock
         self.server = server
         self.sel_events = 0               # what the selector waits for on this socket
+
+    def send(self, type_: int, req_id: int, tx_id: int, payload: bytes) -> None:
+        if self.out or self.closed or self.xs._tracefd is not None:
+            super().send(type_, req_id, tx_id, payload)
+            return
+        # Nothing queued ahead of it (the usual case): straight to the socket, no queue.
+        msg = XSD_SOCKMSG.pack(type_, req_id, tx_id, len(payload)) + payload
+        try:
+            n = self.sock.send(msg)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self.xs._drop(self)
+            return
+        if n < len(msg):
+            self.out.append((msg[n:], False))
+            self.out_bytes += len(msg) - n
+            self.flush()
 
     def flush(self) -> None:
         while self.out and not self.closed:
@@ -69,6 +151,7 @@ class SocketServer:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._listener = self._bind(path)
+        self._acceptor = Acceptor(self._listener, "xenstored", xs.log)
         self._thread = threading.Thread(target=self._run, name="xenstored-socket", daemon=True)
 
     @staticmethod
@@ -115,6 +198,7 @@ class SocketServer:
             self.xs.drop_connection(conn)
         for s in (self._listener, self._wake_r, self._wake_w):
             s.close()
+        self._acceptor.close()
         self._sel.close()
         try:
             self.path.unlink()
@@ -178,8 +262,10 @@ class SocketServer:
 
     def _accept(self) -> None:
         try:
-            sock, _ = self._listener.accept()
+            sock = self._acceptor.accept()
         except OSError:
+            return
+        if sock is None:
             return
         sock.setblocking(False)
         conn = SocketConnection(self.xs, sock, self)
