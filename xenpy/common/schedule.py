@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 # A host timed wait overshoots by its timer slack (150-200 us measured here): for a guest timer
 # deadline the ticker wakes this much early and yields until the deadline instead.
 TIMER_EARLY_NS = 250_000
+# Idle pCPUs and the ticker are woken when they have something to do; this is only how long they
+# sleep at most without being told (a safety net, cheap with hundreds of idle domains).
+IDLE_WAIT_S = 1.0
 
 
 class Scheduler:
@@ -90,19 +93,23 @@ class Scheduler:
                     v.arch.kick()
                 return          # no pCPU has anything new to pick
             self.notify(v)
-            self._tickle(v)
+            if self._tickle(v):
+                self._tick_event.set()          # it waits: the ticker times a slice end
 
-    def _tickle(self, v: "Vcpu") -> None:
+    def _tickle(self, v: "Vcpu") -> bool:
         """With the lock held: v became runnable. If every pCPU it may use is busy, its pool's
         scheduler may preempt one of their vCPUs for it (credit2's runq_tickle) rather than
-        have it wait for a slice to end."""
+        have it wait for a slice to end. True if v waits for a running vCPU (one of those, or
+        its domain's own)."""
         pool = v.domain.cpupool
         if pool is None or not v.runnable:
-            return
+            return False
+        if any(o.running_on is not None for o in v.domain.vcpus):
+            return True                         # its domain's turn comes at a slice end
         cpus = [c for c in sorted(pool.cpu_valid)
                 if v.hard_affinity is None or c in v.hard_affinity]
         if not cpus or any(self.current[c] is None for c in cpus):
-            return                              # an idle pCPU picks it up
+            return False                        # an idle pCPU picks it up
         perf = time.perf_counter_ns()
         running = [(c, cur, perf - cur.run_since_ns) for c in cpus
                    if (cur := self.current[c]) is not None and cur.run_since_ns is not None
@@ -112,6 +119,7 @@ class Scheduler:
             cur = self.current[c]
             assert cur is not None and cur.arch is not None
             cur.arch.stop()
+        return True
 
     def try_hold(self, v: "Vcpu") -> bool:
         """Keep a vCPU that is not on a pCPU off them until release(); False if it is running."""
@@ -126,6 +134,7 @@ class Scheduler:
             for v in vcpus:
                 v.held -= 1
             self.notify()
+            self._tick_event.set()
 
     def kick(self) -> None:
         """Something became runnable (unpause, CPU_ON, affinity change): let idle pCPUs look,
@@ -134,6 +143,7 @@ class Scheduler:
             for pool in list(self.hv.cpupools.pools.values()):
                 pool.sched.refresh()
             self.notify()
+            self._tick_event.set()
 
     def notify(self, v: "Vcpu | None" = None) -> None:
         """With the lock held: the idle pCPUs that may run v (any vCPU: all of them) look again,
@@ -188,7 +198,7 @@ class Scheduler:
                 v = None
                 idle_from = time.perf_counter_ns()
                 while not self._stopping and (v := self._pick(cpu)) is None:
-                    self._idle[cpu].wait(0.05)
+                    self._idle[cpu].wait(IDLE_WAIT_S)
                 self.idle_ns[cpu] += time.perf_counter_ns() - idle_from
                 if self._stopping:
                     return
@@ -197,6 +207,8 @@ class Scheduler:
                 runstate_change(v, RUNSTATE_running)
                 self.current[cpu] = v
                 self.slice_start[cpu] = time.monotonic()
+                if self._waiting_for(cpu, v):
+                    self._tick_event.set()       # someone waits behind this slice: time its end
             if v.domain.p2m is not None and v.p2m_pending:
                 v.domain.p2m.apply_pending(v)    # stage-2 changes made while it was running
             if v.domain.vgic is not None:
@@ -257,7 +269,7 @@ class Scheduler:
         while not self._stopping:
             self._tick_at_ns = 1 << 63           # any deadline set during this pass wakes it
             now_ns = time.monotonic_ns()
-            next_ns = now_ns + int(self.slice_s / 2 * 1e9)
+            next_ns = now_ns + int(IDLE_WAIT_S * 1e9)
             now = time.monotonic()
             due: list["Vcpu"] = []
             timer_ns = None                      # the earliest guest timer deadline ahead
@@ -271,8 +283,12 @@ class Scheduler:
                     if (pool is not None and since is not None
                             and pool.sched.must_stop(v, perf - since, now_ns)):
                         v.arch.stop()            # its cap is spent, whoever waits
-                    elif now - self.slice_start[cpu] >= self.slice_s and self._waiting_for(cpu, v):
-                        v.arch.stop()
+                    elif self._waiting_for(cpu, v):
+                        end = self.slice_start[cpu] + self.slice_s
+                        if now >= end:
+                            v.arch.stop()        # its slice is over and someone waits
+                        else:
+                            next_ns = min(next_ns, now_ns + int((end - now) * 1e9))
                 for pool in list(self.hv.cpupools.pools.values()):
                     woke, when = pool.sched.timer(now_ns)
                     if woke:
