@@ -12,9 +12,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def machine() -> dict[str, str]:
+def machine() -> dict[str, object]:
     return {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "python": f"{platform.python_implementation()} {platform.python_version()}"}
+            "python": f"{platform.python_implementation()} {platform.python_version()}",
+            "host_handoff_us": host_handoff_us()}
+
+
+def host_handoff_us(n: int = 2000) -> float:
+    """A round trip between two host processes through pipes, in us: the host's own cost of
+    waking a thread that waits, which every hand-off between pCPU threads, xenstored and a
+    client pays twice. On a virtual machine whose other core is idle it is tens of us (the
+    idle vCPU halts and must be woken), on a busy one a few us: it decides the latency figures."""
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for _ in range(n):
+                os.read(r1, 1)
+                os.write(w2, b"x")
+        finally:
+            os._exit(0)
+    t = time.perf_counter()
+    for _ in range(n):
+        os.write(w1, b"x")
+        os.read(r2, 1)
+    dt = time.perf_counter() - t
+    os.waitpid(pid, 0)
+    for fd in (r1, w1, r2, w2):
+        os.close(fd)
+    return round(dt / n * 1e6, 1)
 
 
 def rate(fn: Callable[[], None], n: int, repeat: int) -> float:
@@ -34,6 +61,23 @@ def write_result(path: str | Path, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"results written to {path}")
+
+
+@contextlib.contextmanager
+def busy_host():
+    """Processes spinning beside the benchmark, one per host core but one: with no idle core,
+    a wake-up costs what the host's scheduler takes, not a halted virtual CPU's wake."""
+    import subprocess
+    import sys
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range(max(1, (os.cpu_count() or 2) - 1))]
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 @contextlib.contextmanager

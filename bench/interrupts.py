@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchlib import machine, write_result  # noqa: E402
+from benchlib import busy_host, machine, write_result  # noqa: E402
 from toolstack.domcfg import load_domain_config  # noqa: E402
 from toolstack.libxl import Libxl  # noqa: E402
 from toolstack.xc import LocalTransport, Xc  # noqa: E402
@@ -166,6 +166,11 @@ def ipi(b: Bench, rounds: int, self_sgis: int) -> dict[str, float]:
             "self_sgi_per_s": rate, "ipi_rounds": rounds}
 
 
+def busy(fn):
+    with busy_host():
+        return fn()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=str(ROOT / "bench/results/interrupts.json"))
@@ -179,6 +184,8 @@ def main() -> int:
         for name, fn in (("pingpong", lambda: pingpong(b, 100 if q else 500)),
                          ("pingpong_one_pcpu", lambda: pingpong(b, 100 if q else 500, ("0", "0"),
                                                                 "one_pcpu_")),
+                         ("pingpong_host_busy", lambda: busy(lambda: pingpong(
+                             b, 100 if q else 500, ("0", "1"), "host_busy_"))),
                          ("timer", lambda: timer(b, 300 if q else 2000, 1000, "timer")),
                          ("timer_max_rate", lambda: timer(b, 500 if q else 3000, 1, "maxrate")),
                          ("ipi", lambda: ipi(b, 100 if q else 300, 500 if q else 2000))):
@@ -196,10 +203,16 @@ def main() -> int:
         return fmt.format(res[key]) if key in res else "n/a"
 
     rows = [
+        ("the host's own hand-off: pipe round trip", f("host_handoff_us") + " us"),
         ("null hypercall (xen_version), guest-timed", f("null_hypercall_ns", "{:.0f}") + " ns"),
         ("event channel round trip, domU <-> domU", f"avg {f('evtchn_rtt_avg_us', '{:.0f}')} us, "
          f"min {f('evtchn_rtt_min_us', '{:.0f}')} us, max {f('evtchn_rtt_max_us', '{:.0f}')} us"),
-        ("  ... in null hypercalls", f("evtchn_rtt_over_null_hypercall", "{:.0f}") + " x"),
+        ("  ... in null hypercalls (target <= 10)",
+         f("evtchn_rtt_over_null_hypercall", "{:.0f}") + " x"),
+        ("  ... both on one pCPU", f"avg {f('one_pcpu_evtchn_rtt_avg_us', '{:.0f}')} us, "
+         f"{f('one_pcpu_evtchn_rtt_over_null_hypercall', '{:.0f}')} x (target <= 4)"),
+        ("  ... two pCPUs, the host busy", f"avg {f('host_busy_evtchn_rtt_avg_us', '{:.0f}')} us, "
+         f"{f('host_busy_evtchn_rtt_over_null_hypercall', '{:.0f}')} x"),
         ("timer 1 ms tick lateness p50 / p90 / p99", f"{f('timer_p50_us')} / {f('timer_p90_us')} / "
          f"{f('timer_p99_us')} us"),
         ("  ... max, waking WFI / running loop", f"{f('timer_idle_max_us')} / "

@@ -49,11 +49,17 @@ def tables() -> str:
              f"{fl['xl_create_c_cli_total_ms'] / 1000:.1f} s for the `xl create -c` command", ""),
         ]),
         table(("measure (`python bench/interrupts.py`)", "value"), [
+            ("the host's own hand-off in the same run: a pipe round trip between two processes",
+             f"{irq['host_handoff_us']:.1f} us"),
             ("null hypercall, timed by the guest (CNTVCT)",
              f"{irq['null_hypercall_ns'] / 1000:.1f} us"),
             ("event-channel round trip between two domUs on two pCPUs",
              f"{irq['evtchn_rtt_avg_us']:.0f} us avg ({irq['evtchn_rtt_min_us']:.0f} min), "
              f"{irq['evtchn_rtt_over_null_hypercall']:.0f} x a null hypercall (target <= 10)"),
+            ("... on two pCPUs with the host's cores kept busy (no idle wake-ups)",
+             f"{irq['host_busy_evtchn_rtt_avg_us']:.0f} us avg "
+             f"({irq['host_busy_evtchn_rtt_min_us']:.0f} min), "
+             f"{irq['host_busy_evtchn_rtt_over_null_hypercall']:.0f} x a null hypercall"),
             ("... both domUs on one pCPU",
              f"{irq['one_pcpu_evtchn_rtt_avg_us']:.0f} us avg "
              f"({irq['one_pcpu_evtchn_rtt_min_us']:.0f} min), "
@@ -94,10 +100,10 @@ def tables() -> str:
              f"(ratio {er['jitter_avg_ratio_pool0_to_rt_pool']:.1f})"),
         ]),
         table(("XenStore operations per second (`python bench/xenstore.py`)", "dom0 socket",
-               "guest ring"),
+               "dom0 socket, host busy", "guest ring"),
               [(name, f"{xs['socket'][key]:.0f}" + (f" (target >= {xs['socket_targets'][key]})"
                                                       if key in xs.get("socket_targets", {}) else ""),
-                f"{xs['ring'][key]:.0f}")
+                f"{xs['socket_host_busy'][key]:.0f}", f"{xs['ring'][key]:.0f}")
                for name, key in (("read", "read"), ("write", "write"), ("directory", "directory"),
                                  ("transaction (start, read, write, commit)", "transaction"))]),
         robustness(load("soak"), load("hostile")),

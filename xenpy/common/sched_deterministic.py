@@ -144,8 +144,8 @@ class DeterministicScheduler(Scheduler):
             self._put_back(v, cpu, why, ran_ns, self._seq)
         return ran_ns
 
-    def _tickle(self, v: "Vcpu") -> bool:
-        return False             # a round's quanta are short; a wake-up waits for the next one
+    def _tickle(self, v: "Vcpu") -> list[int]:
+        return []                # a round's quanta are short; a wake-up waits for the next one
 
     def timers_changed(self, deadline_ns: int | None) -> None:
         pass                     # the executor looks at every deadline each round

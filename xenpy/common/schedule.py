@@ -60,7 +60,7 @@ class Scheduler:
         self.idle_ns = [0] * nr_pcpus
         self._stopping = False
         self._tick_event = threading.Event()
-        self._tick_at_ns = 0    # when the ticker will look next (0: it is looking now)
+        self._tick_at_ns = 1 << 63    # when the ticker looks next (this while it is looking)
         self._threads = [threading.Thread(target=self._pcpu_loop, args=(c,), daemon=True,
                                           name=f"pcpu{c}") for c in range(nr_pcpus)]
         self._threads.append(threading.Thread(target=self._ticker, daemon=True, name="ticker"))
@@ -93,23 +93,22 @@ class Scheduler:
                     v.arch.kick()
                 return          # no pCPU has anything new to pick
             self.notify(v)
-            if self._tickle(v):
-                self._tick_event.set()          # it waits: the ticker times a slice end
+            self._watch_slices(self._tickle(v))
 
-    def _tickle(self, v: "Vcpu") -> bool:
+    def _tickle(self, v: "Vcpu") -> list[int]:
         """With the lock held: v became runnable. If every pCPU it may use is busy, its pool's
         scheduler may preempt one of their vCPUs for it (credit2's runq_tickle) rather than
-        have it wait for a slice to end. True if v waits for a running vCPU (one of those, or
-        its domain's own)."""
+        have it wait for a slice to end. The pCPUs whose slice ends v waits for."""
         pool = v.domain.cpupool
         if pool is None or not v.runnable:
-            return False
-        if any(o.running_on is not None for o in v.domain.vcpus):
-            return True                         # its domain's turn comes at a slice end
+            return []
+        sibling = [o.running_on for o in v.domain.vcpus if o.running_on is not None]
+        if sibling:
+            return sibling                      # its domain's turn comes at a slice end
         cpus = [c for c in sorted(pool.cpu_valid)
                 if v.hard_affinity is None or c in v.hard_affinity]
         if not cpus or any(self.current[c] is None for c in cpus):
-            return False                        # an idle pCPU picks it up
+            return []                           # an idle pCPU picks it up
         perf = time.perf_counter_ns()
         running = [(c, cur, perf - cur.run_since_ns) for c in cpus
                    if (cur := self.current[c]) is not None and cur.run_since_ns is not None
@@ -119,7 +118,15 @@ class Scheduler:
             cur = self.current[c]
             assert cur is not None and cur.arch is not None
             cur.arch.stop()
-        return True
+        return cpus
+
+    def _watch_slices(self, cpus: list[int]) -> None:
+        """Someone waits for these pCPUs: the ticker must look by the end of their slices. It
+        is woken only if it would not (a wake is a thread hand-off; once a slice is enough)."""
+        ends = [int((self.slice_start[c] + self.slice_s) * 1e9) for c in cpus
+                if self.current[c] is not None]
+        if ends and min(ends) < self._tick_at_ns:
+            self._tick_event.set()
 
     def try_hold(self, v: "Vcpu") -> bool:
         """Keep a vCPU that is not on a pCPU off them until release(); False if it is running."""
@@ -208,7 +215,7 @@ class Scheduler:
                 self.current[cpu] = v
                 self.slice_start[cpu] = time.monotonic()
                 if self._waiting_for(cpu, v):
-                    self._tick_event.set()       # someone waits behind this slice: time its end
+                    self._watch_slices([cpu])    # someone waits behind this slice
             if v.domain.p2m is not None and v.p2m_pending:
                 v.domain.p2m.apply_pending(v)    # stage-2 changes made while it was running
             if v.domain.vgic is not None:
