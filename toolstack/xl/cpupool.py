@@ -188,33 +188,37 @@ def main_cpupoolrename(argv: list[str]) -> int:
     return 0
 
 
-def main_cpupoolcpuadd(argv: list[str]) -> int:
-    _, args = getopts(argv[1:], "", [], "cpupool-cpu-add", 2)
+def _pool_and_cpus(argv: list[str], cmd: str):
+    """POOL CPUS of cpupool-cpu-add/-remove: (the pools, the pool's id, its name, the cpus),
+    or None once the error is said."""
+    _, args = getopts(argv[1:], "", [], cmd, 2)
     pool = args[0]
     cpus = parse_cpurange(args[1], _nr_cpus())
     if cpus is None:
-        return 1
+        return None
     p = pools()
     poolid = _poolid(p, pool)
     if poolid is None:
         err(f"unknown cpupool '{pool}'")
+        return None
+    return p, poolid, pool, cpus
+
+
+def main_cpupoolcpuadd(argv: list[str]) -> int:
+    got = _pool_and_cpus(argv, "cpupool-cpu-add")
+    if got is None:
         return 1
+    p, poolid, pool, cpus = got
     if p.cpuadd_cpumap(poolid, cpus):
         err(f"some cpus may not have been added to {pool}")
     return 0
 
 
 def main_cpupoolcpuremove(argv: list[str]) -> int:
-    _, args = getopts(argv[1:], "", [], "cpupool-cpu-remove", 2)
-    pool = args[0]
-    cpus = parse_cpurange(args[1], _nr_cpus())
-    if cpus is None:
+    got = _pool_and_cpus(argv, "cpupool-cpu-remove")
+    if got is None:
         return 1
-    p = pools()
-    poolid = _poolid(p, pool)
-    if poolid is None:
-        err(f"unknown cpupool '{pool}'")
-        return 1
+    p, poolid, pool, cpus = got
     if p.cpuremove_cpumap(poolid, cpus):
         err(f"Some cpus may have not or only partially been removed from '{pool}'.")
         err(f"If a cpu can't be added to another cpupool, add it to '{pool}' again and retry.")
