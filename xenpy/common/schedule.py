@@ -42,6 +42,10 @@ TIMER_EARLY_NS = 250_000
 # Idle pCPUs and the ticker are woken when they have something to do; this is only how long they
 # sleep at most without being told (a safety net, cheap with hundreds of idle domains).
 IDLE_WAIT_S = 1.0
+# The slice of a vCPU whose sibling waits for the domain's turn (one vCPU of a domain runs at a
+# time): an SMP guest spinning on its other CPU (Linux's csd_lock_wait, a boot handshake) would
+# otherwise stall a whole slice at each such wait.
+SIBLING_SLICE_S = 0.001
 
 
 class Scheduler:
@@ -123,8 +127,7 @@ class Scheduler:
     def _watch_slices(self, cpus: list[int]) -> None:
         """Someone waits for these pCPUs: the ticker must look by the end of their slices. It
         is woken only if it would not (a wake is a thread hand-off; once a slice is enough)."""
-        ends = [int((self.slice_start[c] + self.slice_s) * 1e9) for c in cpus
-                if self.current[c] is not None]
+        ends = [int(self._slice_end(c) * 1e9) for c in cpus if self.current[c] is not None]
         if ends and min(ends) < self._tick_at_ns:
             self._tick_event.set()
 
@@ -291,7 +294,7 @@ class Scheduler:
                             and pool.sched.must_stop(v, perf - since, now_ns)):
                         v.arch.stop()            # its cap is spent, whoever waits
                     elif self._waiting_for(cpu, v):
-                        end = self.slice_start[cpu] + self.slice_s
+                        end = self._slice_end(cpu)
                         if now >= end:
                             v.arch.stop()        # its slice is over and someone waits
                         else:
@@ -334,6 +337,15 @@ class Scheduler:
             if delay > 0:
                 self._tick_event.wait(delay)
         self._tick_event.clear()
+
+    def _slice_end(self, cpu: int) -> float:
+        """When the slice of the vCPU on `cpu` ends (time.monotonic): shorter if a vCPU of its
+        own domain waits for it."""
+        v = self.current[cpu]
+        sibling = v is not None and any(o is not v and o.running_on is None and o.runnable
+                                        for o in v.domain.vcpus)
+        return self.slice_start[cpu] + (min(SIBLING_SLICE_S, self.slice_s) if sibling
+                                        else self.slice_s)
 
     def _waiting_for(self, cpu: int, current: "Vcpu") -> bool:
         """Does another vCPU wait for its domain's turn (see _eligible), or want this pCPU and
