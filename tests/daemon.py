@@ -36,7 +36,8 @@ def booted(env: dict[str, str], *boot_args: str) -> Iterator[dict[str, str]]:
     r = run("xenpy", "boot", *boot_args, env=env)
     assert r.returncode == 0, r.stderr
     yield env
-    run("xenpy", "shutdown", env=env)
+    r = run("xenpy", "shutdown", env=env)
+    assert r.returncode == 0, r.stderr       # a board that does not stop is a bug, not a leftover
 
 
 def wait_for(pred, timeout: float = TIMEOUT) -> bool:

@@ -209,6 +209,11 @@ def cmd_shutdown(_ns: argparse.Namespace) -> int:
         except ProcessLookupError:
             break
         time.sleep(0.05)
+    else:
+        if pid is not None:
+            print(f"xenpy: the board (pid {pid}) did not stop within 10 s; its log is "
+                  f"{run_dir() / 'board.log'}", file=sys.stderr)
+            return 1
     print("xenpy: board stopped")
     return 0
 

@@ -9,7 +9,6 @@ import errno
 import mmap
 import os
 import threading
-from pathlib import Path
 from typing import Callable
 
 from xenpy.board.evtchn_dev import EvtchnDevice
@@ -129,23 +128,26 @@ class Board:
 
     def _store_pump(self) -> None:
         """Guest notifications on store ports wake xenstored's ring connections."""
-        while not self._done.is_set():
-            try:
-                port = self.store_evtchn.pending(0.5)
-            except OSError:
-                return
-            if port is None:
-                continue
-            entry = self._store_rings.get(port)
-            try:
-                if entry is not None:
-                    entry[1].kick()
-            except Exception as e:  # noqa: BLE001 - one bad ring must not stop the others
-                self._store_guard.report(e, f"waking the store ring of domain {entry[0]}")
-            try:
-                self.store_evtchn.unmask(port)
-            except OSError:
-                pass
+        try:
+            while not self._done.is_set():
+                try:
+                    port = self.store_evtchn.pending(0.5)
+                except OSError:
+                    return
+                if port is None:
+                    continue
+                entry = self._store_rings.get(port)
+                try:
+                    if entry is not None:
+                        entry[1].kick()
+                except Exception as e:  # noqa: BLE001 - one bad ring must not stop the others
+                    self._store_guard.report(e, f"waking the store ring of domain {entry[0]}")
+                try:
+                    self.store_evtchn.unmask(port)
+                except OSError:
+                    pass
+        finally:
+            self.store_evtchn.leave()
 
     def _start_dom0_services(self) -> None:
         """Dom0 userspace that lives with the board: its XenStore nodes and xl's domain watcher."""

@@ -144,6 +144,14 @@ class EvtchnDevice:
             self._holding = True
         return port
 
+    def leave(self) -> None:
+        """The consumer takes no more events (its thread ends): the board lock its last
+        pending() took goes back. A thread that ended holding it would stop the board for good."""
+        lock = self._service_lock
+        if lock is not None and self._holding:
+            self._holding = False
+            lock.release()
+
     def unmask(self, port: int) -> None:
         """Re-enable a port after handling it; a port this device does not own is ignored."""
         with self._cond:

@@ -167,17 +167,20 @@ class XenConsoled:
     # -- moving bytes ----------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        while not self._stop.is_set():
-            try:
-                port = self.evtchn.pending(0.05)
-            except OSError:
-                return
-            try:
-                self._turn(port)
-            except Exception as e:  # noqa: BLE001 - one bad turn must not end the backend
-                self._guard.report(e, "moving console bytes")
-                if port is not None:         # a failed turn must not leave the port masked
-                    self._unmask(port)
+        try:
+            while not self._stop.is_set():
+                try:
+                    port = self.evtchn.pending(0.05)
+                except OSError:
+                    return
+                try:
+                    self._turn(port)
+                except Exception as e:  # noqa: BLE001 - one bad turn must not end the backend
+                    self._guard.report(e, "moving console bytes")
+                    if port is not None:     # a failed turn must not leave the port masked
+                        self._unmask(port)
+        finally:
+            self.evtchn.leave()
 
     def _turn(self, port: int | None) -> None:
         now = time.monotonic()
