@@ -28,7 +28,6 @@ released, so neither the vGIC, the scheduler nor a device ever waits on an event
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
 import threading
 import weakref
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Union
 
 from xenpy import trace
 from xenpy.arch.arm.guestcopy import copy_from_guest, copy_to_guest
+from xenpy.common import atomic
 from xenpy.common.hypercall import hypercall
 from xenpy.public import errno
 from xenpy.public.event_channel import (
@@ -196,34 +196,17 @@ def _flush(kicks: Kicks) -> None:
 # bit the guest just cleared (a spurious event, which guests must tolerate) or drop a mask bit the
 # guest set in the same byte at the same instant during an EVTCHNOP_unmask.
 
-_SEQ_CST = 5
-
-
-def _load_atomics() -> tuple[Callable[..., int], Callable[..., int]] | None:
-    for name in ("libatomic.so.1", ctypes.util.find_library("atomic")):
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)
-            fetch_or, fetch_and = (getattr(lib, "__atomic_fetch_or_1"),
-                                   getattr(lib, "__atomic_fetch_and_1"))
-        except (OSError, AttributeError):
-            continue
-        for fn in (fetch_or, fetch_and):
-            fn.argtypes = (ctypes.c_void_p, ctypes.c_uint8, ctypes.c_int)
-            fn.restype = ctypes.c_uint8
-        return fetch_or, fetch_and
-    return None
-
-
-_ATOMICS = _load_atomics()
+_BYTE_OP = ((ctypes.c_void_p, ctypes.c_uint8, ctypes.c_int), ctypes.c_uint8)
+_FETCH_OR = atomic.fn("__atomic_fetch_or_1", *_BYTE_OP)
+_FETCH_AND = atomic.fn("__atomic_fetch_and_1", *_BYTE_OP)
+_ATOMICS = (_FETCH_OR, _FETCH_AND) if _FETCH_OR and _FETCH_AND else None
 
 
 def _fetch_op(buf: Buffer, off: int, mask: int, is_or: bool) -> int:
     if _ATOMICS is not None and isinstance(buf, mmap.mmap):
         # from_buffer exports the mapping while we hold `cell`, so it cannot be unmapped under us.
         cell = ctypes.c_uint8.from_buffer(buf, off)
-        return _ATOMICS[0 if is_or else 1](ctypes.addressof(cell), mask, _SEQ_CST)
+        return _ATOMICS[0 if is_or else 1](ctypes.addressof(cell), mask, atomic.SEQ_CST)
     old = buf[off]          # Python-side page (the guest cannot see it), or no libatomic
     buf[off] = old | mask if is_or else old & mask
     return old

@@ -61,7 +61,7 @@ from unicorn import UcError
 
 from xenpy import trace
 from xenpy.arch.arm.guestcopy import GuestFault, copy_from_guest, copy_to_guest
-from xenpy.common import memory
+from xenpy.common import atomic, memory
 from xenpy.common.event_channel import current_vcpu_of, domain_by_any_id, xsm_target
 from xenpy.common.hypercall import hypercall
 from xenpy.public import errno
@@ -118,9 +118,6 @@ def _overflows(pin: int, incr: int) -> bool:
 
 # -- atomics on guest-shared memory -------------------------------------------------------------
 
-_SEQ_CST = 5
-
-
 class _Atomics(NamedTuple):
     cas32: Callable[..., bool]
     and16: Callable[..., int]
@@ -128,21 +125,12 @@ class _Atomics(NamedTuple):
 
 
 def _load_atomics() -> _Atomics | None:
-    try:
-        lib = ctypes.CDLL("libatomic.so.1")
-        cas32 = lib.__atomic_compare_exchange_4
-        and16 = lib.__atomic_fetch_and_2
-        load32 = lib.__atomic_load_4
-    except (OSError, AttributeError):
-        return None
-    cas32.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                      ctypes.c_int)
-    cas32.restype = ctypes.c_bool
-    and16.argtypes = (ctypes.c_void_p, ctypes.c_uint16, ctypes.c_int)
-    and16.restype = ctypes.c_uint16
-    load32.argtypes = (ctypes.c_void_p, ctypes.c_int)
-    load32.restype = ctypes.c_uint32
-    return _Atomics(cas32, and16, load32)
+    cas32 = atomic.fn("__atomic_compare_exchange_4", (ctypes.c_void_p, ctypes.c_void_p,
+                      ctypes.c_uint32, ctypes.c_int, ctypes.c_int), ctypes.c_bool)
+    and16 = atomic.fn("__atomic_fetch_and_2", (ctypes.c_void_p, ctypes.c_uint16, ctypes.c_int),
+                      ctypes.c_uint16)
+    load32 = atomic.fn("__atomic_load_4", (ctypes.c_void_p, ctypes.c_int), ctypes.c_uint32)
+    return _Atomics(cas32, and16, load32) if cas32 and and16 and load32 else None
 
 
 _ATOMICS = _load_atomics()
@@ -291,15 +279,15 @@ class GrantTable:
     def load_combo(self, ref: int) -> int:
         """flags | domid << 16, read as one word (Xen's union grant_combo)."""
         if _ATOMICS is not None:
-            return _ATOMICS.load32(self._combo_addr(ref), _SEQ_CST)
+            return _ATOMICS.load32(self._combo_addr(ref), atomic.SEQ_CST)
         return int.from_bytes(self.shared[ref * 8:ref * 8 + 4], "little")
 
     def cmpxchg_combo(self, ref: int, old: int, new: int) -> int:
         """Compare-and-swap the flags|domid word; returns the value found."""
         if _ATOMICS is not None:
             expected = ctypes.c_uint32(old)
-            _ATOMICS.cas32(self._combo_addr(ref), ctypes.byref(expected), new, _SEQ_CST,
-                           _SEQ_CST)
+            _ATOMICS.cas32(self._combo_addr(ref), ctypes.byref(expected), new, atomic.SEQ_CST,
+                           atomic.SEQ_CST)
             return expected.value
         cur = int.from_bytes(self.shared[ref * 8:ref * 8 + 4], "little")
         if cur == old:
@@ -309,7 +297,7 @@ class GrantTable:
     def clear_flags(self, ref: int, mask: int) -> None:
         """gnttab_clear_flags: atomically clear bits of the entry's 16-bit flags."""
         if _ATOMICS is not None:
-            _ATOMICS.and16(self._combo_addr(ref), 0xFFFF & ~mask, _SEQ_CST)
+            _ATOMICS.and16(self._combo_addr(ref), 0xFFFF & ~mask, atomic.SEQ_CST)
             return
         off = ref * 8
         cur = int.from_bytes(self.shared[off:off + 2], "little")
