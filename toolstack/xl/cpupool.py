@@ -5,8 +5,8 @@ import os
 import uuid as uuidlib
 
 from toolstack.libxl_cpupool import Cpupools, scheduler_from_string, scheduler_to_string
-from toolstack.xl.utils import (XTL_ERROR, G, ctx, domid_to_name, err, getopts, help_, log,
-                                parse_cpurange)
+from toolstack.xl.utils import (XTL_ERROR, G, config_args, ctx, domid_to_name, err, getopts,
+                                log, parse_cpurange)
 from toolstack.xlcfg import COMMAND_LINE, CfgParseError, CfgValueError, parse_cfg
 
 
@@ -34,15 +34,10 @@ def main_cpupoolcreate(argv: list[str]) -> int:
             filename = a
         elif o in ("-n", "--dryrun"):
             G.dryrun_only = True
-    extra: list[str] = []
-    for a in args:
-        if "=" in a:
-            extra.append(a)
-        elif filename is None:
-            filename = a
-        else:
-            help_("cpupool-create")
-            return 1
+    try:
+        filename, extra = config_args(args, filename, "cpupool-create")
+    except ValueError:
+        return 1
     text = ""
     if filename is not None:
         try:

@@ -94,6 +94,22 @@ def getopts(argv: Sequence[str], shortopts: str, longopts: Sequence[str], cmd: s
     return out, args
 
 
+def config_args(args: Sequence[str], filename: str | None, cmd: str
+                ) -> tuple[str | None, list[str]]:
+    """The arguments of create and cpupool-create: at most one FILE (unless -f named it) and
+    any number of KEY=VALUE lines to add to it. Another FILE prints the help; the caller exits."""
+    extra: list[str] = []
+    for a in args:
+        if "=" in a:
+            extra.append(a)
+        elif filename is None:
+            filename = a
+        else:
+            help_(cmd)
+            raise ValueError(a)
+    return filename, extra
+
+
 def help_(command: str | None) -> None:
     """xl.c's help(): the command list, or one command's usage page."""
     from toolstack.xl.cmdtable import CMD_TABLE, lookup

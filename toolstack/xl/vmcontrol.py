@@ -6,8 +6,8 @@ import time
 import uuid as uuidlib
 
 from toolstack.xc import XcError
-from toolstack.xl.utils import (ERROR_FAIL, ERROR_INVAL, XTL_DETAIL, G, ctx, err, fail,
-                                find_domain, getopts, help_, log, log_builder)
+from toolstack.xl.utils import (ERROR_FAIL, ERROR_INVAL, XTL_DETAIL, G, config_args, ctx, err,
+                                fail, find_domain, getopts, log, log_builder)
 
 DOMINF_shutdown = 1 << 2
 ERROR_NOPARAVIRT = -10
@@ -41,15 +41,10 @@ def main_create(argv: list[str]) -> int:
         elif o == "-d":
             debug = True
         # -A -V (VNC), -F -e (the monitoring daemon), -i (xl.conf masks): nothing to do here
-    extra: list[str] = []
-    for a in args:
-        if "=" in a:
-            extra.append(a)
-        elif config_file is None:
-            config_file = a
-        else:
-            help_("create")
-            return 2
+    try:
+        config_file, extra = config_args(args, config_file, "create")
+    except ValueError:
+        return 2
     return create_domain(config_file, extra, console=console, paused=paused, quiet=quiet,
                          debug=debug)
 
