@@ -3,13 +3,32 @@
 Unicorn's Python binding costs several microseconds per register (argument classification, a
 ctypes struct per call). A trap needs a dozen registers, so handlers read them with one
 uc_reg_read_batch call into preallocated buffers, CP15 registers included.
+
+The register calls keep the interpreter lock (the library loaded again as a PyDLL): each takes a
+few hundred nanoseconds, and letting the lock go around it cost as much again (0.86 against
+0.48 us a call), and with another thread waiting for the lock, a hand-off at every register.
+None of them calls back into Python.
 """
 from __future__ import annotations
 
 import ctypes
 
 from unicorn.arm_const import UC_ARM_REG_CP_REG
-from unicorn.unicorn_py3.unicorn import uclib
+from unicorn.unicorn_py3.unicorn import uclib as _binding
+
+
+class _HoldingLock:
+    """libunicorn's register calls, made with the interpreter lock held."""
+
+    def __init__(self) -> None:
+        lib = ctypes.PyDLL(_binding._name)
+        for name in ("uc_reg_read", "uc_reg_write", "uc_reg_read_batch", "uc_reg_write_batch"):
+            fn, like = getattr(lib, name), getattr(_binding, name)
+            fn.argtypes, fn.restype = like.argtypes, like.restype
+            setattr(self, name, fn)
+
+
+uclib = _HoldingLock()
 
 # (coproc, is64, sec, crn, crm, opc1, opc2) of the CP15 registers the hypervisor reads.
 CP15 = {
