@@ -299,8 +299,10 @@ class Hypervisor:
             self.scheduler.wake(d.vcpus[vcpu_id])
 
     def timer_written(self, v: Vcpu) -> None:
-        """The guest reprogrammed a timer: update its line now and let the ticker see the deadline."""
-        self.scheduler.timers_changed(sample_timers(v))
+        """The running guest reprogrammed a timer: update its line now. Its exit control holds
+        the new deadline (the vCPU stops there by itself), and whoever watches the timer once
+        it stops running learns it then (schedule.py)."""
+        sample_timers(v)
 
     def vcpu_mark_events_pending(self, v: Vcpu) -> None:
         """evtchn_upcall_pending went 0 -> 1: raise the event-channel PPI (31) in its vGIC."""

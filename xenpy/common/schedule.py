@@ -11,6 +11,7 @@ instruction is ever re-run or skipped by a preemption.
 """
 from __future__ import annotations
 
+import ctypes
 import struct
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from xenpy import trace
 from xenpy.arch.arm.domain import sample_timers
 from xenpy.arch.arm.p2m import current_vcpu
+from xenpy.arch.arm.tbhook import idle_poll
 from xenpy.arch.arm.guestcopy import GuestFault, copy_from_guest, copy_to_guest
 from xenpy.arch.arm.vcpu import Exit
 from xenpy.common.hypercall import hypercall
@@ -39,6 +41,12 @@ if TYPE_CHECKING:
 # A host timed wait overshoots by its timer slack (150-200 us measured here): for a guest timer
 # deadline the ticker wakes this much early and yields until the deadline instead.
 TIMER_EARLY_NS = 250_000
+# An idle pCPU waits for the timers of the blocked vCPUs it last ran (Xen's vtimer is a timer on
+# v->processor). The kernel's timed wake-up is 70-130 us late on a host whose idle cores halt, so
+# the pCPU sleeps until this long before the deadline and polls the clock for the rest, without
+# the interpreter lock: at most this much of a core per deadline (KVM's halt polling).
+IDLE_POLL_NS = 100_000
+PR_SET_TIMERSLACK = 29
 # Idle pCPUs and the ticker are woken when they have something to do; this is only how long they
 # sleep at most without being told (a safety net, cheap with hundreds of idle domains).
 IDLE_WAIT_S = 1.0
@@ -46,6 +54,15 @@ IDLE_WAIT_S = 1.0
 # time): an SMP guest spinning on its other CPU (Linux's csd_lock_wait, a boot handshake) would
 # otherwise stall a whole slice at each such wait.
 SIBLING_SLICE_S = 0.001
+
+
+def _precise_timed_waits() -> None:
+    """This thread's timed waits end when asked, not up to the kernel's default timer slack
+    (50 us) later."""
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass                             # not Linux: its own timer precision
 
 
 class Scheduler:
@@ -59,6 +76,7 @@ class Scheduler:
         # pCPUs that may run the vCPU, as Xen raises SCHEDULE_SOFTIRQ on one pCPU: a pCPU woken
         # for nothing costs a GIL hand-off to the pCPU that is running guest code.
         self._idle = [threading.Condition(lock) for _ in range(nr_pcpus)]
+        self._kick = [ctypes.c_uint32(0) for _ in range(nr_pcpus)]    # ends an idle poll
         self.current: list["Vcpu | None"] = [None] * nr_pcpus
         self.slice_start = [0.0] * nr_pcpus
         self.idle_ns = [0] * nr_pcpus
@@ -162,6 +180,7 @@ class Scheduler:
                 else v.hard_affinity)
         for c in cpus:
             if 0 <= c < self.nr_pcpus:
+                self._kick[c].value = 1
                 self._idle[c].notify()
         self.cond.notify_all()
 
@@ -202,17 +221,62 @@ class Scheduler:
                     if self._eligible(v, cpu)]
         return pool.sched.pick(cpu, eligible)
 
+    def _watches(self, cpu: int, v: "Vcpu") -> bool:
+        """Is `cpu` the pCPU that waits for v's timer while idle: the one v last ran on, if v
+        is not running and may run there again?"""
+        return (v.processor == cpu and v.running_on is None
+                and (v.hard_affinity is None or cpu in v.hard_affinity)
+                and self.hv.cpupools.pool_of_cpu(cpu) is v.domain.cpupool)
+
+    def _watched(self, cpu: int) -> list["Vcpu"]:
+        pool = self.hv.cpupools.pool_of_cpu(cpu)
+        if pool is None:
+            return []
+        return [v for d in pool.domains if not d.privileged for v in d.vcpus
+                if v.timer_deadline is not None and self._watches(cpu, v)]
+
+    def _idle_wait(self, cpu: int) -> None:
+        """With the lock held and nothing to run: sleep until told, or until the next timer
+        deadline of a vCPU this pCPU watches. A deadline that passed raises that vCPU's PPI,
+        whose kick wakes it."""
+        watched = self._watched(cpu)
+        now = time.monotonic_ns()
+        due = [v for v in watched if v.timer_deadline <= now]
+        for v in due:
+            sample_timers(v)
+        if due:
+            return
+        if not watched:
+            self._idle[cpu].wait(IDLE_WAIT_S)
+            return
+        until = min(v.timer_deadline for v in watched)
+        left = until - now
+        if left > IDLE_POLL_NS:
+            self._idle[cpu].wait(min(IDLE_WAIT_S, (left - IDLE_POLL_NS) / 1e9))
+            return
+        kick = self._kick[cpu]
+        kick.value = 0                   # a notify() from now on ends the poll
+        self.cond.release()
+        try:
+            idle_poll(until, kick)
+        finally:
+            self.cond.acquire()
+
     def _pcpu_loop(self, cpu: int) -> None:
+        _precise_timed_waits()
         while True:
             with self.cond:
                 v = None
                 idle_from = time.perf_counter_ns()
                 while not self._stopping and (v := self._pick(cpu)) is None:
-                    self._idle[cpu].wait(IDLE_WAIT_S)
+                    self._idle_wait(cpu)
                 self.idle_ns[cpu] += time.perf_counter_ns() - idle_from
                 if self._stopping:
                     return
                 v.running_on = v.processor = cpu
+                watched = self._watched(cpu)
+                if watched:                      # busy now: the ticker watches their timers
+                    self.timers_changed(min(w.timer_deadline for w in watched))
                 v.wake_pending = False
                 runstate_change(v, RUNSTATE_running)
                 self.current[cpu] = v
@@ -222,7 +286,7 @@ class Scheduler:
             if v.domain.p2m is not None and v.p2m_pending:
                 v.domain.p2m.apply_pending(v)    # stage-2 changes made while it was running
             if v.domain.vgic is not None:
-                sample_timers(v)                 # a deadline may have passed while it waited
+                sample_timers(v, due_only=True)  # a deadline may have passed while it waited
             t0 = v.run_since_ns = time.perf_counter_ns()
             if trace.ENABLED:
                 trace.emit("sched_in", v)
@@ -236,7 +300,7 @@ class Scheduler:
             finally:
                 current_vcpu.v = None
             if v.arch is not None and v.domain.vgic is not None:
-                sample_timers(v)
+                sample_timers(v, due_only=True)
             if trace.ENABLED:
                 trace.emit("sched_out", v, pcpu=cpu, why=why.value)
             with self.cond:
@@ -270,12 +334,14 @@ class Scheduler:
     def timers_changed(self, deadline_ns: int | None) -> None:
         """A vCPU's timer deadline moved: the ticker recomputes when to wake if the new one is
         before its next look. A later deadline, or a disarmed timer, need not wake it: each wake
-        is a thread hand-off, and a guest reprograms its timer on every tick."""
-        if deadline_ns is not None and deadline_ns - TIMER_EARLY_NS < self._tick_at_ns:
+        is a thread hand-off, and a guest reprograms its timer on every tick. (_tick_at_ns is
+        the deadline the ticker wakes early for, not its early wake.)"""
+        if deadline_ns is not None and deadline_ns < self._tick_at_ns:
             self._tick_event.set()
 
     def _ticker(self) -> None:
         """Slice ends and timer deadlines: preempt, or wake a vCPU whose timer fired."""
+        _precise_timed_waits()
         while not self._stopping:
             self._tick_at_ns = 1 << 63           # any deadline set during this pass wakes it
             now_ns = time.monotonic_ns()
@@ -309,19 +375,19 @@ class Scheduler:
                     for v in d.vcpus:
                         # Never cleared here: the vCPU may have set its next deadline since.
                         t = v.timer_deadline
-                        if t is None:
-                            continue
+                        if t is None or v.running_on is not None:
+                            continue             # a running vCPU stops at it by itself
+                        p = v.processor
+                        if (p is not None and 0 <= p < self.nr_pcpus
+                                and self.current[p] is None and self._watches(p, v)):
+                            continue             # its idle pCPU waits for it
                         if t > now_ns:
                             timer_ns = t if timer_ns is None else min(timer_ns, t)
                         elif t != v.timer_fired:
                             v.timer_fired = t
                             due.append(v)
                 for v in due:
-                    if v.running_on is not None and v.arch is not None:
-                        # Sampled on its own thread before its next block: never lost.
-                        v.arch.post(lambda v=v: sample_timers(v))
-                    else:
-                        sample_timers(v)         # raises the PPI; the vGIC's kick wakes it
+                    sample_timers(v)             # raises the PPI; the vGIC's kick wakes it
             self._sleep_until(next_ns, timer_ns)
 
     def _sleep_until(self, next_ns: int, timer_ns: int | None) -> None:

@@ -50,6 +50,8 @@ def arch_domain_init(d: "Domain") -> None:
                    lambda off, size, val, v=v: _gicc_write(v, off, size, val))
         v.vtimer = VTimer(a, cntvoff, on_write=lambda v=v: hv.timer_written(v), clock=hv.clock)
         a.on_entry = v.vtimer.scan_entry
+        a.on_timer = lambda v=v: sample_timers(v)
+        a.wfi_wakes = lambda v=v: hv.has_pending_interrupt(v)
         watch_aborts(v, hv.log)
 
 
@@ -68,7 +70,7 @@ def _gicd_write(v: "Vcpu", off: int, size: int, val: int) -> None:
 def _gicc_read(v: "Vcpu", off: int, size: int) -> int:
     v.stats.mmio += 1
     if off == GICC_IAR:
-        sample_timers(v)       # the timer line may have dropped since the vCPU last trapped
+        sample_timers(v, due_only=True)     # a deadline may have passed since the last look
         irq = v.domain.vgic.cpu_read(v.vcpu_id, off, size)
         if irq & 0x3FF < 1020:
             v.stats.virq += 1  # an interrupt taken (1020-1023 are special: nothing pending)
@@ -93,14 +95,20 @@ def _gicc_write(v: "Vcpu", off: int, size: int, val: int) -> None:
         trace.emit("eoi", v, irq=val & 0x3FF)
     v.domain.vgic.cpu_write(v.vcpu_id, off, size, val)
     if off == GICC_EOIR and val & 0x3FF in TIMER_PPIS:
-        sample_timers(v)       # a still-expired timer is pending again at once, a reprogrammed one not
+        sample_timers(v, due_only=True)     # (a still-expired timer's line is still high)
 
 
-def sample_timers(v: "Vcpu") -> int | None:
-    """Update the timer PPIs' levels; return the vCPU's next timer deadline (host ns) or None."""
+def sample_timers(v: "Vcpu", due_only: bool = False) -> int | None:
+    """Update the timer PPIs' levels; return the vCPU's next timer deadline (host ns) or None.
+
+    due_only: only if that deadline has passed. A line rises only as time passes and drops only
+    when the guest writes its timer, which samples at once.
+    """
     vt = getattr(v, "vtimer", None)
     if vt is None:
         return None
+    if due_only and (v.timer_deadline is None or vt.clock.now_ns() < v.timer_deadline):
+        return v.timer_deadline
     lines, deadline = vt.sample()
     vgic = v.domain.vgic
     for ppi, level in lines.items():

@@ -26,6 +26,7 @@ class Reason(enum.IntEnum):
     REQUESTED = 1     # request_stop() from some thread
     IRQ = 2           # an interrupt is deliverable and CPSR.I is clear
     BUDGET = 3        # the deterministic quantum is used up
+    TIMER = 4         # the running vCPU's timer deadline has passed
 
 
 class _Ctl(ctypes.Structure):
@@ -35,13 +36,24 @@ class _Ctl(ctypes.Structure):
                 ("blocks", ctypes.c_uint64), ("stop_pc", ctypes.c_uint64),
                 ("last_pc", ctypes.c_uint64),
                 ("emu_stop", ctypes.c_void_p), ("reg_read", ctypes.c_void_p),
-                ("cpsr_regid", ctypes.c_int32), ("pad", ctypes.c_uint32)]
+                ("cpsr_regid", ctypes.c_int32), ("countdown", ctypes.c_int32),
+                ("deadline_ns", ctypes.c_uint64)]
 
 
 assert ctypes.sizeof(_Ctl) == _tbhook.CTL_SIZE, "tbhook.c and tbhook.py disagree on the layout"
 
 _EMU_STOP = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
 _REG_READ = ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value
+_NEVER = (1 << 64) - 1
+# ctypes releases the interpreter lock around a foreign call: the poll never holds it.
+_idle_poll = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint32))(
+    _tbhook.IDLE_POLL)
+
+
+def idle_poll(until_ns: int, kick: ctypes.c_uint32) -> bool:
+    """Poll CLOCK_MONOTONIC until `until_ns` (False) or until `kick` is set (True), without the
+    interpreter lock: an idle pCPU's last stretch before a timer deadline."""
+    return bool(_idle_poll(until_ns, ctypes.byref(kick)))
 
 
 class ExitControl:
@@ -69,6 +81,13 @@ class ExitControl:
 
     def set_irq(self, level: bool) -> None:
         self.ctl.irq = 1 if level else 0
+
+    def set_deadline(self, ns: int | None) -> None:
+        """The next armed timer deadline of this vCPU (CLOCK_MONOTONIC ns; None: none): the hook
+        stops a running guest once it has passed."""
+        ctl = self.ctl
+        ctl.deadline_ns = min(ns or 0, _NEVER)      # a CVAL near 2^64 is past any host time
+        ctl.countdown = 1
 
     def take(self) -> Reason:
         """After emu_start: why the hook stopped it (NONE: something else did), and re-arm."""

@@ -130,6 +130,8 @@ class ArmVcpu:
         self._cp15 = Cp15Access(h)
         self._read = RegReader(h)
         self._write2 = RegWriter(h, 2)
+        self._write4 = RegWriter(h, 4)
+        self._entry_regs = RegBatch(h, [UC_ARM_REG_CPSR, "SCTLR", "VBAR"])
         self._fetch_cache: dict[tuple[int, ...], int] = {}
         self._pc_cpsr = RegBatch(h, [UC_ARM_REG_PC, UC_ARM_REG_CPSR])
         self._mmio_fault: tuple[int, bool] | None = None
@@ -138,6 +140,8 @@ class ArmVcpu:
         self._posted: collections.deque[Callable[[], None]] = collections.deque()
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
         self.on_entry: Callable[[int], None] | None = None     # before emu_start (vtimer scan)
+        self.on_timer: Callable[[], None] = lambda: None       # a timer deadline passed
+        self.wfi_wakes: Callable[[], bool] = lambda: False     # an interrupt is pending
         self.p2m_extra: dict = {}      # the domain's P2M.extra: frames mapped over or beside RAM
         self._preempt = False          # give the pCPU back at the next block start
         self._exit: Exit | None = None
@@ -231,7 +235,9 @@ class ArmVcpu:
                 self.inject_abort(addr, prefetch=False, write=write, at=at,
                                   fsr=self._stage2_fsr())
                 continue
-            if why is Reason.BUDGET:
+            if why is Reason.TIMER:
+                self.on_timer()                  # raises the timer's PPI, sets the next deadline
+            elif why is Reason.BUDGET:
                 return Exit.PREEMPTED            # the deterministic quantum is over
             if self.emu_count:                   # a step ends after its instruction
                 return Exit.WFI if self._after_wfi() else Exit.PREEMPTED
@@ -239,6 +245,8 @@ class ArmVcpu:
                 self._retranslate = False
                 continue                         # posted work, a preemption or an interrupt
             if self._after_wfi():
+                if self.wfi_wakes():
+                    continue     # WFI completes at once on a pending interrupt, masked or not
                 return Exit.WFI
 
     def stop(self, why: Exit = Exit.PREEMPTED) -> None:
@@ -284,10 +292,12 @@ class ArmVcpu:
         if sctlr is not None and not sctlr & SCTLR_M:
             ipa = pc
         else:
-            regs = self.stage1()
-            key = (pc >> 12, regs.sctlr, regs.ttbcr, regs.ttbr0, regs.ttbr1)
+            sctlr, ttbcr, ttbr0, ttbr1, dacr = self._mmu_regs.read()
+            key = (pc >> 12, sctlr, ttbcr, ttbr0, ttbr1)
             page = self._fetch_cache.get(key)
             if page is None:
+                regs = guest_walk.Stage1Regs(sctlr=sctlr, ttbcr=ttbcr, ttbr0=ttbr0, ttbr1=ttbr1,
+                                             dacr=dacr)
                 try:
                     page = guest_walk.gva_to_ipa(regs, pc & ~0xFFF, write=False, exec_=True,
                                                  read_phys=self.read_phys) >> 12
@@ -417,10 +427,8 @@ class ArmVcpu:
 
     def inject(self, vector: Vector, preferred_return: int) -> None:
         """ARM exception entry (ARM ARM B1.8): mode, banked LR and SPSR, CPSR bits, vector."""
-        uc = self.uc
         self.exitctl.charge(TRAP_COST)
-        cpsr = uc.reg_read(UC_ARM_REG_CPSR)
-        sctlr = self.cp15("SCTLR")
+        cpsr, sctlr, vbar = self._entry_regs.read()
         mode, (off_arm, off_thumb), mask_a = _ENTRY[vector]
         lr = preferred_return + (off_thumb if cpsr & PSR_T else off_arm)
         new = (cpsr & ~(MODE_MASK | PSR_T | PSR_J | PSR_IT_MASK | (1 << 9))) | mode | PSR_I
@@ -430,11 +438,10 @@ class ArmVcpu:
             new |= PSR_T
         if sctlr & SCTLR_EE:
             new |= 1 << 9
-        base = 0xFFFF0000 if sctlr & SCTLR_V else self.cp15("VBAR")
-        uc.reg_write(UC_ARM_REG_CPSR, new)      # switches the banked SP/LR/SPSR
-        uc.reg_write(UC_ARM_REG_SPSR, cpsr)
-        uc.reg_write(UC_ARM_REG_LR, lr & 0xFFFFFFFF)
-        uc.reg_write(UC_ARM_REG_PC, (base + vector) | (1 if new & PSR_T else 0))
+        base = 0xFFFF0000 if sctlr & SCTLR_V else vbar
+        # In this order: the CPSR write switches the banked SP/LR/SPSR the next two write.
+        self._write4(UC_ARM_REG_CPSR, new, UC_ARM_REG_SPSR, cpsr, UC_ARM_REG_LR, lr,
+                     UC_ARM_REG_PC, (base + vector) | (1 if new & PSR_T else 0))
 
     def inject_abort(self, address: int, *, prefetch: bool, fsr: int, write: bool = False,
                      at: int | None = None) -> None:

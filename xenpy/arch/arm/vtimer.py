@@ -9,7 +9,9 @@ asked for. Nothing is hooked per instruction elsewhere.
 
 The hypervisor then knows every deadline: it sets the PPI's level in the vGIC when the vCPU is out
 of emu_start (every exit, at the deadline, and when the guest acknowledges or EOIs at its GIC) and
-tells the scheduler when the next deadline is, so a blocked vCPU is woken on time.
+tells the exit control (tbhook) when the next deadline is: a running vCPU stops there by itself
+and samples its timers on its own thread; an idle pCPU waits for the deadlines of the vCPUs it
+last ran (schedule.py), so a blocked vCPU is woken on time.
 
 Time: QEMU's counter is the host's CLOCK_MONOTONIC at 62.5 MHz (16 ns a tick), so the
 hypervisor's clock and the guest's CNTPCT are the same clock. Each domain gets a CNTVOFF equal to
@@ -37,6 +39,7 @@ CTL_ENABLE, CTL_IMASK, CTL_ISTATUS = 1, 2, 4
 # Which timer register an MCR (CRn=c14, opc1=0) names, by (CRm, opc2); MCRR (CRm=c14) by opc1.
 _MCR_REGS = {(3, 1): "CNTV_CTL", (3, 0): "CNTV_TVAL", (2, 1): "CNTP_CTL", (2, 0): "CNTP_TVAL"}
 _MCRR_REGS = {3: "CNTV_CVAL", 2: "CNTP_CVAL"}
+_STATE = ("CNTV_CTL", "CNTV_CVAL", "CNTP_CTL", "CNTP_CVAL")
 
 
 def _cond(insn: int, thumb: bool) -> int | None:
@@ -103,7 +106,9 @@ class VTimer:
         self.cntvoff = cntvoff
         self.on_write = on_write
         self.writes = 0
-        self._regs = RegBatch(arch.uc._uch, ["CNTV_CTL", "CNTV_CVAL", "CNTP_CTL", "CNTP_CVAL"])
+        # The programmed state, kept here: every write reaches the registers through write()
+        # (Unicorn drops the guest's own), so sampling reads no CP15 register.
+        self._state = dict(zip(_STATE, RegBatch(arch.uc._uch, list(_STATE)).read()))
         self._hooked: set[int] = set()
         self._entries: set[int] = set()      # block starts scanned by scan_entry
         self._hooks = [arch.uc.hook_add(UC_HOOK_EDGE_GENERATED, self._on_new_block)]
@@ -190,7 +195,7 @@ class VTimer:
             value = now - self.cntvoff
         else:
             virt = name == "CNTV_TVAL"
-            cval = self.arch.cp15("CNTV_CVAL" if virt else "CNTP_CVAL")
+            cval = self._state["CNTV_CVAL" if virt else "CNTP_CVAL"]
             value = (cval - (now - (self.cntvoff if virt else 0))) & 0xFFFFFFFF
         self.arch.set_reg(rt, value & 0xFFFFFFFF)
         if rt2 is not None:
@@ -206,16 +211,21 @@ class VTimer:
         if name.endswith("_TVAL"):
             tval = value & 0xFFFFFFFF
             tval -= (tval & 0x80000000) << 1                      # signed 32-bit
-            self.arch.set_cp15(f"{prefix}_CVAL", (self.clock.count() - offset + tval) & (1 << 64) - 1)
+            self._set(f"{prefix}_CVAL", (self.clock.count() - offset + tval) & (1 << 64) - 1)
         elif name.endswith("_CVAL"):
-            self.arch.set_cp15(name, value & (1 << 64) - 1)
+            self._set(name, value & (1 << 64) - 1)
         else:
-            self.arch.set_cp15(name, value & (CTL_ENABLE | CTL_IMASK))
+            self._set(name, value & (CTL_ENABLE | CTL_IMASK))
         self.on_write()
+
+    def _set(self, name: str, value: int) -> None:
+        self._state[name] = value
+        self.arch.set_cp15(name, value)     # what the guest reads back
 
     def sample(self) -> tuple[dict[int, bool], int | None]:
         """Lines (ppi -> level) and the earliest future deadline in host ns (None: none armed)."""
-        vctl, vcval, pctl, pcval = self._regs.read()
+        st = self._state
+        vctl, vcval, pctl, pcval = st["CNTV_CTL"], st["CNTV_CVAL"], st["CNTP_CTL"], st["CNTP_CVAL"]
         now = self.clock.count()
         lines: dict[int, bool] = {}
         deadline: int | None = None
@@ -225,10 +235,12 @@ class VTimer:
             fire_at = cval + offset          # in physical counts
             expired = bool(ctl & CTL_ENABLE) and now >= fire_at
             if bool(ctl & CTL_ISTATUS) != expired:       # what the guest reads back
-                self.arch.set_cp15("CNTV_CTL" if ppi == GUEST_TIMER_VIRT_PPI else "CNTP_CTL",
-                                   (ctl & ~CTL_ISTATUS) | (CTL_ISTATUS if expired else 0))
+                self._set("CNTV_CTL" if ppi == GUEST_TIMER_VIRT_PPI else "CNTP_CTL",
+                          (ctl & ~CTL_ISTATUS) | (CTL_ISTATUS if expired else 0))
             lines[ppi] = bool(armed and expired)
             if armed and not expired:
                 ns = fire_at * NS_PER_TICK
                 deadline = ns if deadline is None else min(deadline, ns)
+        if not self.clock.deterministic:     # (a deterministic board runs quanta up to it)
+            self.arch.exitctl.set_deadline(deadline)
         return lines, deadline
