@@ -31,7 +31,7 @@ import ctypes
 import mmap
 import threading
 import weakref
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Union
 
@@ -168,14 +168,25 @@ def xsm_target(src: "Domain", target: "Domain") -> int:
     return 0 if src is target or src.privileged else -errno.EPERM
 
 
+def _locks(d: "Domain", other: "Domain | None") -> list[threading.RLock]:
+    """The event locks of d and other, each once, in domid order (no lock-order deadlock)."""
+    if other is None or other is d:
+        return [d.evtchn.lock]
+    first, second = (d, other) if d.domid < other.domid else (other, d)
+    return [first.evtchn.lock, second.evtchn.lock]
+
+
 @contextmanager
-def _locked(*doms: "Domain | None") -> Iterator[None]:
-    """Take the event locks of the given domains in domid order (no lock-order deadlock)."""
-    uniq = sorted({id(d): d for d in doms if d is not None}.values(), key=lambda d: d.domid)
-    with ExitStack() as stack:
-        for d in uniq:
-            stack.enter_context(d.evtchn.lock)
+def _locked(d: "Domain", other: "Domain | None") -> Iterator[None]:
+    """Hold the event locks of d and other (see _locks)."""
+    locks = _locks(d, other)
+    for lock in locks:
+        lock.acquire()
+    try:
         yield
+    finally:
+        for lock in reversed(locks):
+            lock.release()
 
 
 def _flush(kicks: Kicks) -> None:
@@ -485,10 +496,16 @@ def _with_peer(cd: "Domain", port: int) -> Iterator[Channel | None]:
                 yield None
                 return
             peer = ch.remote if ch.state == ECS_INTERDOMAIN else None
-        with _locked(cd, peer):
+        locks = _locks(cd, peer)
+        for lock in locks:
+            lock.acquire()
+        try:
             if (ch.remote if ch.state == ECS_INTERDOMAIN else None) is peer:
                 yield ch
                 return
+        finally:
+            for lock in reversed(locks):
+                lock.release()
 
 
 def close(cd: "Domain", port: int, *, guest: bool = True) -> int:
