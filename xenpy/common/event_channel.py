@@ -208,8 +208,8 @@ def _flush(kicks: Kicks) -> None:
 # guest set in the same byte at the same instant during an EVTCHNOP_unmask.
 
 _BYTE_OP = ((ctypes.c_void_p, ctypes.c_uint8, ctypes.c_int), ctypes.c_uint8)
-_FETCH_OR = atomic.fn("__atomic_fetch_or_1", *_BYTE_OP)
-_FETCH_AND = atomic.fn("__atomic_fetch_and_1", *_BYTE_OP)
+_FETCH_OR = atomic.fn("__atomic_fetch_or_1", *_BYTE_OP, hold_lock=True)
+_FETCH_AND = atomic.fn("__atomic_fetch_and_1", *_BYTE_OP, hold_lock=True)
 _ATOMICS = (_FETCH_OR, _FETCH_AND) if _FETCH_OR and _FETCH_AND else None
 
 

@@ -126,10 +126,12 @@ class _Atomics(NamedTuple):
 
 def _load_atomics() -> _Atomics | None:
     cas32 = atomic.fn("__atomic_compare_exchange_4", (ctypes.c_void_p, ctypes.c_void_p,
-                      ctypes.c_uint32, ctypes.c_int, ctypes.c_int), ctypes.c_bool)
+                      ctypes.c_uint32, ctypes.c_int, ctypes.c_int), ctypes.c_bool,
+                      hold_lock=False)
     and16 = atomic.fn("__atomic_fetch_and_2", (ctypes.c_void_p, ctypes.c_uint16, ctypes.c_int),
-                      ctypes.c_uint16)
-    load32 = atomic.fn("__atomic_load_4", (ctypes.c_void_p, ctypes.c_int), ctypes.c_uint32)
+                      ctypes.c_uint16, hold_lock=False)
+    load32 = atomic.fn("__atomic_load_4", (ctypes.c_void_p, ctypes.c_int), ctypes.c_uint32,
+                       hold_lock=False)
     return _Atomics(cas32, and16, load32) if cas32 and and16 and load32 else None
 
 

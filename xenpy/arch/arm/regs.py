@@ -52,30 +52,26 @@ class _CpReg(ctypes.Structure):
 
 
 class RegBatch:
-    """A fixed list of registers (ids, or CP15 names) read in one call."""
+    """A fixed list of registers read in one call: core register ids first, then CP15 names."""
 
     def __init__(self, handle: int, regs: list[int | str]) -> None:
         self._h = handle
-        n = len(regs)
-        self._n = n
-        self._ids = (ctypes.c_int * n)()
-        self._ptrs = (ctypes.c_void_p * n)()
-        self._cells: list[ctypes.Structure | ctypes.c_uint64] = []
-        for i, r in enumerate(regs):
-            if isinstance(r, str):
-                cell = _CpReg(*CP15[r], 0)
-                self._ids[i] = UC_ARM_REG_CP_REG
-            else:
-                cell = ctypes.c_uint64(0)
-                self._ids[i] = r
-            self._cells.append(cell)
-            self._ptrs[i] = ctypes.addressof(cell)
-        self._getters = [(lambda c=c: c.val) if isinstance(c, _CpReg) else (lambda c=c: c.value & 0xFFFFFFFF)
-                         for c in self._cells]
+        core = [r for r in regs if not isinstance(r, str)]
+        cp15 = [r for r in regs if isinstance(r, str)]
+        if regs != core + cp15:
+            raise ValueError("RegBatch: core registers come before CP15 ones")
+        n = self._n = len(regs)
+        self._ids = (ctypes.c_int * n)(*core, *[UC_ARM_REG_CP_REG] * len(cp15))
+        # Core registers are 32-bit cells Unicorn fills whole: one slice reads them all.
+        self._core = (ctypes.c_uint32 * len(core))()
+        self._cps = [_CpReg(*CP15[r], 0) for r in cp15]
+        self._ptrs = (ctypes.c_void_p * n)(
+            *[ctypes.addressof(self._core) + 4 * i for i in range(len(core))],
+            *[ctypes.addressof(c) for c in self._cps])
 
     def read(self) -> list[int]:
         uclib.uc_reg_read_batch(self._h, self._ids, self._ptrs, self._n)
-        return [g() for g in self._getters]
+        return self._core[:] + [c.val for c in self._cps]
 
 
 class RegReader:
