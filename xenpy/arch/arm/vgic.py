@@ -31,8 +31,7 @@ Model, and where it follows Xen rather than a physical GIC:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 NR_SGIS = 16
@@ -112,6 +111,26 @@ class CpuInterface:
         return priority & PRIORITY_MASK & (0xFF << (self.bpr + 1)) & 0xFF
 
 
+class _Update:
+    """VGic._update(): a context manager without a generator's cost (one per MMIO access)."""
+    __slots__ = ("vgic",)
+
+    def __init__(self, vgic: "VGic") -> None:
+        self.vgic = vgic
+
+    def __enter__(self) -> None:
+        self.vgic._lock.acquire()
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        g = self.vgic
+        try:
+            kicks = g._refresh() if exc_type is None else []
+        finally:
+            g._lock.release()
+        for v in kicks:
+            g._kick(v)
+
+
 class VGic:
     """Interrupt state of one domain's virtual GIC, and the hypervisor's injection API.
 
@@ -138,6 +157,7 @@ class VGic:
         self._kick = kick
         self._log = log
         self._lock = threading.Lock()
+        self._updating = _Update(self)
         self._log_lock = threading.Lock()
         self._logged: set[tuple[object, ...]] = set()
         self._dist_ctlr = 0
@@ -225,14 +245,9 @@ class VGic:
 
     # ---- bookkeeping (callers hold the lock unless stated) ----------------------------
 
-    @contextmanager
-    def _update(self) -> Iterator[None]:
+    def _update(self) -> "_Update":
         """Hold the lock for a state change, then kick whoever it made deliverable."""
-        with self._lock:
-            yield
-            kicks = self._refresh()
-        for v in kicks:
-            self._kick(v)
+        return self._updating
 
     def _refresh(self) -> list[int]:
         kicks = []
