@@ -145,19 +145,29 @@ class PtyConsole:
 
 
 class Shell:
-    """A shell on a PtyConsole: run a command, get its output and exit status."""
+    """A shell on a PtyConsole: run a command, get its output and exit status.
+
+    Commands are typed only once the prompt is back, as a person does. Typed ahead, a line
+    reaches the tty while it is still in cooked mode (the previous command's settings): the
+    kernel echoes it, and the shell's line editor, which switches to raw mode before it prints
+    its prompt, echoes it again; on two vCPUs the two echoes and the command's output can come
+    in any order. busybox's line editor prints the prompt after switching."""
 
     END = re.compile(rb"@@rc=(\d+)@@\n")
 
-    def __init__(self, con: PtyConsole) -> None:
+    def __init__(self, con: PtyConsole, prompt: re.Pattern[bytes]) -> None:
+        """`con` has just shown `prompt`."""
         self.con = con
+        self.prompt = prompt
 
     def run(self, cmd: str, timeout: float) -> tuple[int, str]:
-        """Type `cmd`, wait for it to finish; (status, what it printed after its echo).
+        """Type `cmd`, wait for it to finish and for the next prompt; (status, what it printed
+        after its echo).
 
         The end marker is printed by `echo @@rc=$?@@`, which the echoed command line does not
         match (it shows `$?`, not a number)."""
         self.con.send(f"{cmd}; echo @@rc=$?@@\r")
         echo = self.con.expect(f"{cmd}; echo @@rc=$?@@\n", timeout, f"the echo of {cmd!r}")
         m = self.con.expect(self.END, timeout, f"the end of {cmd!r}")
+        self.con.expect(self.prompt, timeout, f"the prompt after {cmd!r}")
         return int(m.group(1)), self.con.raw[echo.end():m.start()].decode("utf-8", "replace")

@@ -69,7 +69,7 @@ def boot_to_shell(board, cache: Path, cfg: str, name: str) -> tuple[PtyConsole, 
         con.close()
         xl("destroy", name, env=board)
         raise
-    return con, Shell(con)
+    return con, Shell(con, PROMPT)
 
 
 def power_off(board, con: PtyConsole, name: str) -> None:
@@ -124,10 +124,9 @@ def test_second_vcpu_comes_up(board, cache):
     con, sh = boot_to_shell(board, cache, "linux-smp.cfg", "linux-smp")
     try:
         assert re.search(rb"smp: Brought up 1 node, 2 CPUs", con.raw), con.tail()
-        rc, out = sh.run("nproc", CMD_TIMEOUT)
-        assert rc == 0 and out.strip() == "2", out
-        rc, out = sh.run("grep -c ^processor /proc/cpuinfo", CMD_TIMEOUT)
-        assert out.strip() == "2", out
+        for cmd in ("nproc", "grep -c ^processor /proc/cpuinfo"):
+            rc, out = sh.run(cmd, CMD_TIMEOUT)
+            assert rc == 0 and out.strip() == "2", f"{cmd}: status {rc}, {out!r}\n{con.tail()}"
         power_off(board, con, "linux-smp")
     finally:
         con.close()
