@@ -71,6 +71,8 @@ def tables() -> str:
             ("timer / self-SGI interrupts a guest can take",
              f"{irq['maxrate_interrupts_per_s']:.0f} / {irq['self_sgi_per_s']:.0f} per second "
              "(target >= 50,000)"),
+            ("... self-SGIs taken as IRQ exceptions of a running loop",
+             f"{irq['self_sgi_exception_per_s']:.0f} per second"),
             ("vCPU to vCPU round trip, event-channel IPI / SGI",
              f"{irq['ipi_evtchn_rtt_avg_us']:.0f} / {irq['ipi_sgi_rtt_avg_us']:.0f} us"),
         ]),

@@ -105,15 +105,14 @@ class Scheduler:
     # -- state changes from other threads ------------------------------------------------------
 
     def wake(self, v: "Vcpu") -> None:
-        """An event for v: unblock it, or make its next WFI fall through if it is running (it
-        takes the interrupt itself at the first block start with CPSR.I clear). A vCPU that is
-        runnable already is left as it is, as Xen's vcpu_wake leaves one on its runqueue."""
+        """An event for v: unblock it, or make its next WFI fall through if it is running (its
+        block hook reads the vGIC's line and takes the interrupt at the first block start with
+        CPSR.I clear). A vCPU that is runnable already is left as it is, as Xen's vcpu_wake
+        leaves one on its runqueue."""
         with self.cond:
             was_blocked, v.blocked = v.blocked, False
             if v.running_on is not None:
                 v.wake_pending = True
-                if v.arch is not None:
-                    v.arch.kick()
                 return          # no pCPU has anything new to pick
             if not was_blocked:
                 return

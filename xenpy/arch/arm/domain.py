@@ -41,7 +41,7 @@ def arch_domain_init(d: "Domain") -> None:
         # (Aff0 = id % 16, Aff1 = id / 16), the value the DT's cpu@ reg and PSCI CPU_ON name.
         # Unicorn's own MPIDR is 0x80000000 on every vCPU: Linux then sees its CPUs as one.
         a.set_cp15("VMPIDR", MPIDR_SMP | (n & 0xF) | (n >> 4) << 8)
-        a.irq_pending = lambda n=n: vgic.has_deliverable(n)
+        a.wire_irq(vgic.line(n))
         a.map_mmio(d.layout.gicd_base, GICD_SIZE,
                    lambda off, size, v=v: _gicd_read(v, off, size),
                    lambda off, size, val, v=v: _gicd_write(v, off, size, val))

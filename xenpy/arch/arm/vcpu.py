@@ -5,7 +5,8 @@ Nothing here hooks single instructions: guest code runs at Unicorn's full speed 
 HVC (Unicorn raises it as an invalid instruction at EL1), takes an exception of its own (Unicorn
 hands those to us instead of entering them, so we perform the ARM exception entry), touches an
 address outside its memory map, executes WFI, or is stopped at a block start by its exit control
-(tbhook: a preemption, posted work, or an interrupt it can take now).
+(tbhook: a preemption, posted work, a timer deadline). An interrupt it can take is entered by the
+exit control itself, without leaving emu_start, once the run loop has entered one at that vector.
 
 Exactness: no thread calls uc_emu_stop() while guest code runs (Unicorn 2.1 would re-run the
 instruction whose memory access was in flight). Other threads ask through the exit control; work
@@ -136,9 +137,9 @@ class ArmVcpu:
         self._pc_cpsr = RegBatch(h, [UC_ARM_REG_PC, UC_ARM_REG_CPSR])
         self._mmio_fault: tuple[int, bool] | None = None
         self._retranslate = False
-        self.exitctl = ExitControl(h)
+        self.exitctl = ExitControl(h, entry_cost=TRAP_COST)
         self._posted: collections.deque[Callable[[], None]] = collections.deque()
-        self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line for this vCPU
+        self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line (wire_irq)
         self.on_entry: Callable[[int], None] | None = None     # before emu_start (vtimer scan)
         self.on_timer: Callable[[], None] = lambda: None       # a timer deadline passed
         self.wfi_wakes: Callable[[], bool] = lambda: False     # an interrupt is pending
@@ -208,7 +209,6 @@ class ArmVcpu:
             if self.irq_pending() and not cpsr & PSR_I:
                 self.inject(Vector.IRQ, pc)      # taken before the next instruction runs
                 pc, cpsr = self._pc_cpsr.read()
-            ctl.set_irq(self.irq_pending())     # the hook takes it once CPSR.I clears
             pc |= 1 if cpsr & PSR_T else 0
             if self.on_entry is not None:
                 self.on_entry(pc)
@@ -263,10 +263,12 @@ class ArmVcpu:
         self._posted.append(work)
         self.exitctl.request_stop()
 
-    def kick(self) -> None:
-        """The vGIC's line may have risen: a running vCPU takes the interrupt at the next block
-        start where CPSR.I is clear (any thread)."""
-        self.exitctl.set_irq(self.irq_pending())
+    def wire_irq(self, line: ctypes.c_uint32) -> None:
+        """The vGIC's IRQ line for this vCPU: the run loop and, while guest code runs, the block
+        hook read it (the hook enters the exception at the first block start where CPSR.I is
+        clear)."""
+        self.exitctl.wire_line(line)
+        self.irq_pending = lambda: bool(line.value)
 
     def _stage2_fsr(self) -> int:
         return FSR_DEBUG_LPAE if self.cp15("TTBCR") >> 31 else FSR_DEBUG_SHORT
@@ -442,6 +444,10 @@ class ArmVcpu:
         # In this order: the CPSR write switches the banked SP/LR/SPSR the next two write.
         self._write4(UC_ARM_REG_CPSR, new, UC_ARM_REG_SPSR, cpsr, UC_ARM_REG_LR, lr,
                      UC_ARM_REG_PC, (base + vector) | (1 if new & PSR_T else 0))
+        if vector is Vector.IRQ:
+            # The next emu_start has the vector's block translated and scanned (on_entry):
+            # the block hook may enter IRQs there itself from now on (tbhook.c, take_irq).
+            self.exitctl.entered_irq_vector(base + vector)
 
     def inject_abort(self, address: int, *, prefetch: bool, fsr: int, write: bool = False,
                      at: int | None = None) -> None:

@@ -30,6 +30,7 @@ Model, and where it follows Xen rather than a physical GIC:
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -168,8 +169,9 @@ class VGic:
                 cpu.local[sgi].cfg = 0b10   # SGIs are always edge-triggered
         self._spis = [IrqState() for _ in range(nr_spis)]
         self._spi_pending: set[int] = set()
-        # Cached result of the delivery decision, read without the lock.
-        self._deliverable = [False] * nr_vcpus
+        # Cached result of the delivery decision, read without the lock: each vCPU's IRQ line,
+        # which its block hook reads too (line()).
+        self._deliverable = (ctypes.c_uint32 * nr_vcpus)()
         self._dirty: set[int] = set()
 
     # ---- hypervisor API -------------------------------------------------------------
@@ -226,7 +228,13 @@ class VGic:
     def has_deliverable(self, vcpu: int) -> bool:
         """Whether the vCPU's IRQ line is asserted. Lock-free: it reads a flag kept
         up to date by every state change, so it is cheap enough for every exit."""
-        return self._deliverable[vcpu]
+        return bool(self._deliverable[vcpu])
+
+    def line(self, vcpu: int) -> ctypes.c_uint32:
+        """The vCPU's IRQ line as a 32-bit cell (non-zero: asserted), for the vCPU's block hook
+        to read as the guest runs; it drops as soon as an acknowledge or a disable lowers it."""
+        self._check_vcpu(vcpu)
+        return ctypes.c_uint32.from_buffer(self._deliverable, 4 * vcpu)
 
     def is_pending(self, vcpu: int, irq: int) -> bool:
         self._check_irq(irq)
@@ -255,7 +263,7 @@ class VGic:
             now = self._best(v, signal=True) is not None
             if now and not self._deliverable[v]:
                 kicks.append(v)
-            self._deliverable[v] = now
+            self._deliverable[v] = 1 if now else 0
         self._dirty.clear()
         return sorted(kicks)
 
