@@ -45,7 +45,8 @@ CP15 = {
 }
 
 
-class _CpReg(ctypes.Structure):
+class CpReg(ctypes.Structure):
+    """Unicorn's uc_arm_cp_reg."""
     _fields_ = [("cp", ctypes.c_uint32), ("is64", ctypes.c_uint32), ("sec", ctypes.c_uint32),
                 ("crn", ctypes.c_uint32), ("crm", ctypes.c_uint32), ("opc1", ctypes.c_uint32),
                 ("opc2", ctypes.c_uint32), ("val", ctypes.c_uint64)]
@@ -64,7 +65,7 @@ class RegBatch:
         self._ids = (ctypes.c_int * n)(*core, *[UC_ARM_REG_CP_REG] * len(cp15))
         # Core registers are 32-bit cells Unicorn fills whole: one slice reads them all.
         self._core = (ctypes.c_uint32 * len(core))()
-        self._cps = [_CpReg(*CP15[r], 0) for r in cp15]
+        self._cps = [CpReg(*CP15[r], 0) for r in cp15]
         self._ptrs = (ctypes.c_void_p * n)(
             *[ctypes.addressof(self._core) + 4 * i for i in range(len(core))],
             *[ctypes.addressof(c) for c in self._cps])
@@ -93,12 +94,12 @@ class Cp15Access:
 
     def __init__(self, handle: int) -> None:
         self._h = handle
-        self._reads: dict[str, tuple[_CpReg, object]] = {}
+        self._reads: dict[str, tuple[CpReg, object]] = {}
 
     def read(self, name: str) -> int:
         cell = self._reads.get(name)
         if cell is None:
-            reg = _CpReg(*CP15[name], 0)
+            reg = CpReg(*CP15[name], 0)
             cell = self._reads[name] = (reg, ctypes.byref(reg))
         uclib.uc_reg_read(self._h, UC_ARM_REG_CP_REG, cell[1])
         return cell[0].val
@@ -106,7 +107,7 @@ class Cp15Access:
     def write(self, name: str, value: int) -> None:
         # A cell per write: the GIL is released during the call, and a write from another
         # thread must not change this one's value.
-        reg = _CpReg(*CP15[name], value & 0xFFFFFFFFFFFFFFFF)
+        reg = CpReg(*CP15[name], value & 0xFFFFFFFFFFFFFFFF)
         uclib.uc_reg_write(self._h, UC_ARM_REG_CP_REG, ctypes.byref(reg))
 
 

@@ -22,9 +22,10 @@
  * entry as ArmVcpu.inject (banked SPSR and LR, mode, masks, SCTLR.TE/EE, VBAR or high vectors).
  * The PC goes last, with uc_reg_write: it makes Unicorn leave this block before it starts and go
  * on at the vector (only that call sets skip_sync_pc_on_exit; after uc_reg_write_batch the
- * block's exit check would put the PC back and run the block in the new mode).  It does so only at a vector the hypervisor has entered once itself
- * (`irq_vector`), so the vector's first block is translated, and scanned for timer accesses,
- * on the hypervisor's side; elsewhere it stops and the hypervisor enters it.
+ * block's exit check would put the PC back and run the block in the new mode).  It does so
+ * only at a vector the hypervisor has entered once itself (`irq_vector`), so the vector's first
+ * block is translated, and scanned for timer accesses, on the hypervisor's side; elsewhere it
+ * stops and the hypervisor enters it.
  *
  * Timers: `deadline_ns` is the running vCPU's next armed timer deadline (CLOCK_MONOTONIC, the
  * clock behind the guest's counter).  The hook reads the clock every CLOCK_EVERY blocks and stops

@@ -17,6 +17,8 @@ from unicorn.arm_const import (UC_ARM_REG_CP_REG, UC_ARM_REG_CPSR, UC_ARM_REG_LR
                                UC_ARM_REG_PC, UC_ARM_REG_SPSR)
 from unicorn.unicorn_py3.unicorn import uclib
 
+from xenpy.arch.arm.regs import CP15, CpReg
+
 try:
     from xenpy.arch.arm import _tbhook
 except ImportError as e:  # pragma: no cover - a source tree nobody built
@@ -32,12 +34,6 @@ class Reason(enum.IntEnum):
     TIMER = 4         # the running vCPU's timer deadline has passed
 
 
-class _CpReg(ctypes.Structure):     # Unicorn's uc_arm_cp_reg
-    _fields_ = [("cp", ctypes.c_uint32), ("is64", ctypes.c_uint32), ("sec", ctypes.c_uint32),
-                ("crn", ctypes.c_uint32), ("crm", ctypes.c_uint32), ("opc1", ctypes.c_uint32),
-                ("opc2", ctypes.c_uint32), ("val", ctypes.c_uint64)]
-
-
 class _Ctl(ctypes.Structure):
     _fields_ = [("stop", ctypes.c_uint32), ("irq", ctypes.c_uint32),
                 ("metered", ctypes.c_uint32), ("reason", ctypes.c_uint32),
@@ -51,7 +47,7 @@ class _Ctl(ctypes.Structure):
                 ("reg_read_batch", ctypes.c_void_p), ("reg_write_batch", ctypes.c_void_p),
                 ("reg_write", ctypes.c_void_p),
                 ("cp_regid", ctypes.c_int32), ("entry_ids", ctypes.c_int32 * 4),
-                ("sctlr", _CpReg), ("vbar", _CpReg),
+                ("sctlr", CpReg), ("vbar", CpReg),
                 ("irq_vector", ctypes.c_uint64), ("entry_cost", ctypes.c_int64),
                 ("irqs", ctypes.c_uint64)]
 
@@ -63,7 +59,6 @@ _REG_READ = ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value
 _REG_READ_BATCH = ctypes.cast(uclib.uc_reg_read_batch, ctypes.c_void_p).value
 _REG_WRITE_BATCH = ctypes.cast(uclib.uc_reg_write_batch, ctypes.c_void_p).value
 _REG_WRITE = ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value
-_SCTLR, _VBAR = (15, 0, 0, 1, 0, 0, 0), (15, 0, 0, 12, 0, 0, 0)    # (cp, is64, sec, crn, ...)
 _NEVER = (1 << 64) - 1
 # ctypes releases the interpreter lock around a foreign call: the poll never holds it.
 _idle_poll = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint32))(
@@ -88,7 +83,7 @@ class ExitControl:
         ctl.reg_write = _REG_WRITE
         ctl.cp_regid = UC_ARM_REG_CP_REG
         ctl.entry_ids[:] = [UC_ARM_REG_CPSR, UC_ARM_REG_SPSR, UC_ARM_REG_LR, UC_ARM_REG_PC]
-        ctl.sctlr, ctl.vbar = _CpReg(*_SCTLR, 0), _CpReg(*_VBAR, 0)
+        ctl.sctlr, ctl.vbar = CpReg(*CP15["SCTLR"], 0), CpReg(*CP15["VBAR"], 0)
         ctl.entry_cost = entry_cost
         self._line_owner: object = None
         self._uch = uch
