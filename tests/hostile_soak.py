@@ -49,7 +49,9 @@ def soak(total_calls: int, timeout: float, beats: int, period_ms: int = 10,
         live: list = []
 
         def reported() -> bool:
-            return JITTER.search(bytes(rtos.console.data).decode("latin-1")) is not None
+            # Its verdict is printed after the jitter summary: wait for both.
+            text = bytes(rtos.console.data).decode("latin-1")
+            return JITTER.search(text) is not None and "Test result:" in text
 
         while calls < total_calls or not reported():
             if time.monotonic() - t0 > timeout:
