@@ -1,5 +1,6 @@
 """Recognising the guest's writes to the generic-timer registers (the instructions xenpy traps)."""
-from xenpy.arch.arm.vtimer import cond_passed, decode_timer_write
+from xenpy.arch.arm.vcpreg import cond_passed
+from xenpy.arch.arm.vtimer import decode_timer_write
 
 
 def test_a32_mcr_and_mcrr_timer_writes_are_recognised():

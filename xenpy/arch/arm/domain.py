@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from xenpy import trace
 from xenpy.arch.arm.traps import watch_aborts
+from xenpy.arch.arm.vcpreg import Cp15Traps
 from xenpy.arch.arm.vgic import VgicAccessError
 from xenpy.arch.arm.vgic_v2 import GICC_EOIR, GICC_IAR, GICD_SGIR, GICD_SIZE, GICC_SIZE, VGicV2
 from xenpy.arch.arm.vtimer import VTimer
@@ -48,8 +49,9 @@ def arch_domain_init(d: "Domain") -> None:
         a.map_mmio(d.layout.gicc_base, gicc_size,
                    lambda off, size, v=v: _gicc_read(v, off, size),
                    lambda off, size, val, v=v: _gicc_write(v, off, size, val))
-        v.vtimer = VTimer(a, cntvoff, on_write=lambda v=v: hv.timer_written(v), clock=hv.clock)
-        a.on_entry = v.vtimer.scan_entry
+        traps = Cp15Traps(a)
+        v.vtimer = VTimer(a, traps, cntvoff, on_write=lambda v=v: hv.timer_written(v),
+                          clock=hv.clock)
         a.on_timer = lambda v=v: sample_timers(v)
         a.wfi_wakes = lambda v=v: hv.has_pending_interrupt(v)
         watch_aborts(v, hv.log)
