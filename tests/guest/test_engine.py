@@ -9,6 +9,8 @@ uses next to no host CPU.
 unmask: an interrupt pending behind CPSR.I is taken before the instruction after the unmask
 (cpsie, msr and three exception returns), for an event and for the timer.
 wfe: a WFE spinlock between two vCPUs runs without an undefined-instruction exception.
+shootdown: a mapping one vCPU changes (then TLBIALLIS) and code it patches (then ICIMVAU or
+ICIALLUIS) are seen by the other vCPU, whose own TLB and translated code held the old ones.
 
 Each guest is driven through `xl create -c` with a hard timeout: a hang fails with the console
 printed so far.
@@ -236,3 +238,15 @@ def test_wfe_spinlock_between_two_vcpus(board):
     tickets = 2 * rounds
     assert f"wfe: {rounds} rounds, lock now {tickets << 16 | tickets:08x}, 0 overlaps" in lines, \
         console
+
+
+# -- shootdown -------------------------------------------------------------------------------------
+
+def test_what_one_vcpu_remaps_or_patches_the_other_sees(board):
+    rounds = 40
+    with Guest(board, EXAMPLES / "shootdown/shootdown.cfg", f'extra="rounds={rounds}"',
+               name="shootdown") as g:
+        lines = g.finish(GUEST_TIMEOUT, "shootdown")
+    console = "\n".join(lines)
+    assert f"shootdown: {rounds} rounds, 0 stale mappings, 0 stale code" in lines, console
+    assert lines[-1] == SUCCESS, console

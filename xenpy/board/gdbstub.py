@@ -205,8 +205,8 @@ class GdbStub:
         sched = self.hv.scheduler
         with sched.cond:
             v.running_on = v.processor        # others treat it as running: p2m queues, kicks stop
-        if v.domain.p2m is not None and v.p2m_pending:
-            v.domain.p2m.apply_pending(v)
+        if v.domain.p2m is not None:
+            v.domain.p2m.restore_state(v)
         if v.domain.vgic is not None:
             sample_timers(v)
         with self.lock:

@@ -118,8 +118,8 @@ class DeterministicScheduler(Scheduler):
         why = Exit.DOWN
         start = 0
         if a is not None:
-            if v.domain.p2m is not None and v.p2m_pending:
-                v.domain.p2m.apply_pending(v)
+            if v.domain.p2m is not None:
+                v.domain.p2m.restore_state(v)
             if v.domain.vgic is not None:
                 sample_timers(v)
             ctl = a.exitctl

@@ -285,8 +285,8 @@ class Scheduler:
                 self.slice_start[cpu] = time.monotonic()
                 if self._waiting_for(cpu, v):
                     self._watch_slices([cpu])    # someone waits behind this slice
-            if v.domain.p2m is not None and v.p2m_pending:
-                v.domain.p2m.apply_pending(v)    # stage-2 changes made while it was running
+            if v.domain.p2m is not None:
+                v.domain.p2m.restore_state(v)    # what changed while it was off
             if v.domain.vgic is not None:
                 sample_timers(v, due_only=True)  # a deadline may have passed while it waited
             t0 = v.run_since_ns = time.perf_counter_ns()

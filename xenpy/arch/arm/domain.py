@@ -52,6 +52,8 @@ def arch_domain_init(d: "Domain") -> None:
         traps = Cp15Traps(a)
         v.vtimer = VTimer(a, traps, cntvoff, on_write=lambda v=v: hv.timer_written(v),
                           clock=hv.clock)
+        if len(d.vcpus) > 1 and d.p2m is not None:    # what the others' maintenance publishes
+            traps.add(d.p2m.decode_cache_op, lambda dec, addr, v=v: d.p2m.cache_op(v, dec, addr))
         a.on_timer = lambda v=v: sample_timers(v)
         a.wfi_wakes = lambda v=v: hv.has_pending_interrupt(v)
         watch_aborts(v, hv.log)

@@ -13,6 +13,18 @@ owns it: a vCPU that is not on a pCPU is changed by the updater (which keeps it 
 running one is stopped and applies the queue itself before it next enters guest code (or from inside
 its own hook, where Unicorn allows it, if it is itself waiting in an update). The update returns
 only when every vCPU applied it, so after an unmap no vCPU can still reach the page.
+
+Each vCPU's Unicorn instance also caches the guest's own stage-1 translations (its TLB) and the
+code it translated, and nothing another instance does reaches them: a broadcast TLB or
+instruction-cache invalidation only reaches its own vCPU. One vCPU of a domain runs at a time,
+so what the others did can be applied when one is switched in (restore_state): its TLB is
+flushed if another vCPU of the domain ran since it did, as Xen flushes a pCPU's TLB when another
+vCPU of the domain last ran there (p2m->last_vcpu_ran). Its translated code is dropped when the
+architecture says code another vCPU wrote must be seen: a clean of the data cache to the point
+of unification or coherency by another vCPU, then an instruction-cache invalidation that reaches
+it (vcpreg.py traps both kinds of maintenance on domains with more than one vCPU). So a guest
+that changes its page tables or patches its code on one vCPU, as Linux does on any SMP system,
+is seen on the others exactly as the broadcast promises.
 """
 from __future__ import annotations
 
@@ -25,10 +37,18 @@ from typing import TYPE_CHECKING
 
 from unicorn import UC_PROT_ALL, UC_PROT_READ
 
+from xenpy.arch.arm.vcpreg import Decoded, decode_mcr
+
 if TYPE_CHECKING:
     from xenpy.common.domain import Domain
 
 PAGE = 0x1000
+# Cache maintenance (MCR p15, 0, Rt, c7, CRm, opc2) that publishes written code, by (opc1, CRm,
+# opc2): data cache cleans to the point of unification or coherency, by address or set/way; and
+# instruction-cache invalidations, the by-address one broadcast as the MP extensions make it.
+CACHE_OPS = {(0, 11, 1): "DCCMVAU", (0, 10, 1): "DCCMVAC", (0, 14, 1): "DCCIMVAC",
+             (0, 10, 2): "DCCSW", (0, 14, 2): "DCCISW",
+             (0, 1, 0): "ICIALLUIS", (0, 5, 0): "ICIALLU", (0, 5, 1): "ICIMVAU"}
 current_vcpu = threading.local()      # set by the pCPU loop: the vCPU this thread is running
 
 
@@ -49,6 +69,9 @@ class P2M:
         self.extra: dict[int, Mapping] = {}
         self.lock = threading.Lock()
         self._apply_lock = threading.Lock()   # one applier at a time keeps each queue in order
+        self.last_vcpu_ran = None
+        self._code_stale: set[int] = set()    # vCPUs whose code others may have written since
+        self._tb_flush: set[int] = set()      # vCPUs to drop their translated code when switched in
 
     def _in_ram(self, gfn: int) -> bool:
         d = self.d
@@ -98,6 +121,38 @@ class P2M:
             if v.arch is not None:
                 v.p2m_pending.append(change)
 
+    def restore_state(self, v) -> None:
+        """Before v runs guest code (Xen's p2m_restore_state): the stage-2 changes it has not
+        applied yet, and what the domain's other vCPUs changed since it last ran."""
+        if v.p2m_pending:
+            self.apply_pending(v)
+        with self.lock:
+            last, self.last_vcpu_ran = self.last_vcpu_ran, v
+            drop = v.vcpu_id in self._tb_flush
+            if drop:
+                self._tb_flush.discard(v.vcpu_id)
+                self._code_stale.discard(v.vcpu_id)
+        if v.arch is None:
+            return
+        if last is not None and last is not v:
+            v.arch.flush_tlb()
+        if drop:
+            v.arch.uc.ctl_flush_tb()
+
+    def cache_op(self, v, dec: Decoded, _addr: int) -> None:
+        """A trapped cache-maintenance instruction of vCPU v (see the module's docstring)."""
+        name = dec[0]
+        with self.lock:
+            if name.startswith("DC"):
+                self._code_stale.update(o.vcpu_id for o in self.d.vcpus if o is not v)
+                return
+            if name != "ICIALLU":                     # broadcast: the others' caches too
+                self._tb_flush |= self._code_stale - {v.vcpu_id}
+            stale = v.vcpu_id in self._code_stale
+            self._code_stale.discard(v.vcpu_id)
+        if stale and v.arch is not None:
+            v.arch.flush_translations()
+
     def apply_pending(self, v) -> None:
         """Apply queued changes to v's instance. Only on v's own thread, or with v held off."""
         with self._apply_lock:
@@ -106,6 +161,10 @@ class P2M:
             for change in changes:
                 if v.arch is not None:
                     change(v.arch.uc)
+
+    @staticmethod
+    def decode_cache_op(insn: int, thumb: bool) -> Decoded | None:
+        return decode_mcr(insn, thumb, 7, CACHE_OPS)
 
     def _sync(self, timeout: float = 10.0) -> None:
         me = getattr(current_vcpu, "v", None)

@@ -27,6 +27,7 @@ from unicorn import (UC_ARCH_ARM, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, UC_HOOK_ME
                      UC_HOOK_MEM_UNMAPPED, UC_MEM_FETCH_PROT, UC_MEM_FETCH_UNMAPPED,
                      UC_MEM_WRITE_PROT, UC_MEM_WRITE_UNMAPPED, UC_MODE_ARM, UC_PROT_ALL, Uc,
                      UcError)
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from unicorn.arm_const import (UC_ARM_REG_CPSR, UC_ARM_REG_LR, UC_ARM_REG_PC,
                                UC_ARM_REG_R0, UC_ARM_REG_R1, UC_ARM_REG_R2, UC_ARM_REG_R3,
                                UC_ARM_REG_R4, UC_ARM_REG_R12, UC_ARM_REG_SP, UC_ARM_REG_SPSR,
@@ -137,10 +138,11 @@ class ArmVcpu:
         self._pc_cpsr = RegBatch(h, [UC_ARM_REG_PC, UC_ARM_REG_CPSR])
         self._mmio_fault: tuple[int, bool] | None = None
         self._retranslate = False
+        self._flush_tb = False
         self.exitctl = ExitControl(h, entry_cost=TRAP_COST)
         self._posted: collections.deque[Callable[[], None]] = collections.deque()
         self.irq_pending: Callable[[], bool] = lambda: False   # the vGIC's line (wire_irq)
-        self.on_entry: Callable[[int], None] | None = None     # before emu_start (vtimer scan)
+        self.on_entry: Callable[[int], None] | None = None     # before emu_start (vcpreg scan)
         self.on_timer: Callable[[], None] = lambda: None       # a timer deadline passed
         self.wfi_wakes: Callable[[], bool] = lambda: False     # an interrupt is pending
         self.p2m_extra: dict = {}      # the domain's P2M.extra: frames mapped over or beside RAM
@@ -199,6 +201,9 @@ class ArmVcpu:
         while True:
             while self._posted:
                 self._posted.popleft()()
+            if self._flush_tb:
+                self._flush_tb = False
+                self.uc.ctl_flush_tb()
             if self._exit is not None:
                 why, self._exit, self._preempt = self._exit, None, False
                 return why
@@ -316,6 +321,18 @@ class ArmVcpu:
             return int.from_bytes(raw, "little")
         hw1, hw2 = struct.unpack("<HH", raw)
         return (hw1 << 16) | hw2 if hw1 >> 11 in (0x1D, 0x1E, 0x1F) else hw1
+
+    def flush_tlb(self) -> None:
+        """Drop every cached stage-1 translation: Unicorn's TLB and the hypercall-site cache."""
+        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self._fetch_cache.clear()
+
+    def flush_translations(self) -> None:
+        """Drop every translated block before the next block runs (from a hook: blocks cannot
+        go while one runs; the instruction cache maintenance that asks for it ends its block
+        with an ISB anyway)."""
+        self._flush_tb = True
+        self.exitctl.request_stop()
 
     def retranslate(self) -> None:
         """Leave emu_start before the block being entered runs, then come back to it."""
