@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from xenpy.arch.arm.guest_walk import (
-    GuestFault, Stage1Regs, gva_to_ipa, translate_range,
+    GuestFault, Stage1Regs, WalkCache, gva_to_ipa, translate_range,
     SCTLR_AFE, SCTLR_EE, SCTLR_M, SCTLR_WXN, TTBCR_EAE, TTBCR_EPD1, TTBCR_PD1,
 )
 
@@ -478,6 +478,71 @@ def test_lpae_translate_range(lram):
     with pytest.raises(GuestFault) as exc:
         translate_range(regs, 0x80203FF8, 0x10, write=False, read_phys=lram.read)
     assert (exc.value.kind, exc.value.va) == ("access", 0x80204000)
+
+
+# ---- the remembered walks (WalkCache) ----
+
+def test_walk_cache_follows_tables_rewritten_without_tlb_maintenance(ram):
+    set_l1(ram, 0x10000000, page_table(L2))
+    set_l2(ram, 0x10001000, small_page(0x80200000))
+    regs, cache = short_regs(), WalkCache()
+    got = lambda va, **kw: translate_range(regs, va, 8, write=kw.get("write", False),
+                                           read_phys=ram.read, cache=cache)
+    assert got(0x10001010) == [(0x80200010, 8)]
+    assert got(0x10001ff0) == [(0x80200ff0, 8)]          # a hit, at another offset
+    set_l2(ram, 0x10001000, small_page(0x80500000))       # the guest remaps the page
+    assert got(0x10001010) == [(0x80500010, 8)]
+    set_l2(ram, 0x10001000, small_page(0x80500000, ap=0b111))   # ... makes it read-only
+    assert got(0x10001010) == [(0x80500010, 8)]
+    with pytest.raises(GuestFault):
+        got(0x10001010, write=True)
+    set_l1(ram, 0x10000000, 0)                            # ... and unmaps it
+    with pytest.raises(GuestFault) as exc:
+        got(0x10001010)
+    assert exc.value.kind == "translation"
+    # Other controls are another walk: a domain set to no access faults at once.
+    regs = short_regs(dacr=0)
+    with pytest.raises(GuestFault):
+        got(RAM_BASE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), lpae=st.booleans(),
+       steps=st.lists(st.tuples(st.booleans(), st.integers(0, 2**32 - 1),
+                                st.integers(0, 2**32 - 1)), min_size=1, max_size=40))
+def test_walk_cache_answers_what_a_fresh_walk_does(seed, lpae, steps):
+    """Random tables, rewritten between walks of a few addresses: a remembered walk gives the
+    same IPA or the same fault as walking again."""
+    ram = _random_ram(seed, lpae)
+    ram.data = bytearray(ram.data)
+    ttbcr = TTBCR_EAE if lpae else 0
+    regs = Stage1Regs(sctlr=SCTLR_M, ttbcr=ttbcr, ttbr0=RAM_BASE + (seed % SMALL_RAM & ~0x3FFF),
+                      ttbr1=RAM_BASE, dacr=0x55555555)
+    rnd = random.Random(seed)
+    vas = [rnd.getrandbits(32) for _ in range(300)]
+    mapped = []
+    for va in vas:
+        try:
+            translate_range(regs, va, 4, write=False, read_phys=ram.read)
+            mapped.append(va)
+        except GuestFault:
+            pass
+    vas = (mapped[:4] or vas[:1]) + [vas[-1]]
+    cache = WalkCache()
+    for rewrite, a, b in steps:
+        if rewrite:         # the guest changes a word: mostly a descriptor a walk read
+            read = [pa for _, _, reads in cache._walks.values() for pa, _ in reads]
+            off = (read[a % len(read)] - RAM_BASE if read and a & 3 else a % SMALL_RAM) & ~3
+            ram.data[off:off + 4] = struct.pack("<I", b if b & 1 else b & ~0xFFF | 0x3)
+            continue
+        va, write = vas[a % len(vas)], bool(b & 1)
+
+        def outcome(c):
+            try:
+                return translate_range(regs, va, 4, write=write, read_phys=ram.read, cache=c)
+            except GuestFault as f:
+                return (f.kind, f.fsr)
+        assert outcome(cache) == outcome(None)
 
 
 # ---- properties: untrusted tables never crash the walker ----

@@ -482,30 +482,39 @@ def bind_ipi(cd: "Domain", vcpu: int) -> int:
     return port
 
 
-@contextmanager
-def _with_peer(cd: "Domain", port: int) -> Iterator[Channel | None]:
+class _with_peer:
     """Hold the port's domain lock and, for an interdomain channel, its peer's too (both taken in
-    domid order, so two domains working towards each other cannot deadlock); yields the channel,
+    domid order, so two domains working towards each other cannot deadlock); gives the channel,
     or None for a port that does not exist. A channel rebound between the two steps is looked at
-    again."""
-    st: EventChannels = cd.evtchn
-    while True:
-        with st.lock:
-            ch = st.chan(port)
-            if ch is None:
-                yield None
-                return
-            peer = ch.remote if ch.state == ECS_INTERDOMAIN else None
-        locks = _locks(cd, peer)
-        for lock in locks:
+    again. (A class, not a generator: EVTCHNOP_send takes it on every notification.)"""
+    __slots__ = ("cd", "port", "held")
+
+    def __init__(self, cd: "Domain", port: int) -> None:
+        self.cd, self.port = cd, port
+
+    def __enter__(self) -> Channel | None:
+        cd = self.cd
+        lock = cd.evtchn.lock
+        while True:
             lock.acquire()
-        try:
+            ch = cd.evtchn.chan(self.port)
+            if ch is None:
+                self.held = [lock]
+                return None
+            peer = ch.remote if ch.state == ECS_INTERDOMAIN else None
+            lock.release()
+            locks = _locks(cd, peer)
+            for held in locks:
+                held.acquire()
             if (ch.remote if ch.state == ECS_INTERDOMAIN else None) is peer:
-                yield ch
-                return
-        finally:
-            for lock in reversed(locks):
-                lock.release()
+                self.held = locks
+                return ch
+            for held in reversed(locks):
+                held.release()
+
+    def __exit__(self, *_: object) -> None:
+        for held in reversed(self.held):
+            held.release()
 
 
 def close(cd: "Domain", port: int, *, guest: bool = True) -> int:

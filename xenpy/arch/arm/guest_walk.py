@@ -18,7 +18,7 @@ depends on it, so the walk ignores TEX, C and B.)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from xenpy.arch.arm import decode
 
@@ -70,9 +70,9 @@ PSR_MODE_MASK, PSR_MODE_USR = 0x1F, 0x10
 _PA_MASK_40 = (1 << 40) - 1
 
 
-@dataclass(frozen=True)
-class Stage1Regs:
-    """The guest's stage-1 controls, as its vCPU has them loaded."""
+class Stage1Regs(NamedTuple):
+    """The guest's stage-1 controls, as its vCPU has them loaded (a tuple: built at every
+    trap, and a key of the walks remembered)."""
 
     sctlr: int
     ttbcr: int
@@ -402,8 +402,55 @@ def gva_to_ipa(regs: Stage1Regs, va: int, *, write: bool, exec_: bool = False,
     return _walk(regs, _Access(va, write, exec_, privileged), read_phys).ipa
 
 
+class WalkCache:
+    """One vCPU's recent walks, each remembered with the descriptors it read (the hypercall
+    buffers and trap sites a guest uses again and again).
+
+    A hit reads those descriptors again and must find every one unchanged, so it answers
+    exactly what a fresh walk would: the guest may rewrite its tables at any time, and its TLB
+    maintenance is not trapped. Re-reading two words costs a fraction of the walk. Faults are
+    not remembered.
+    """
+
+    MAX = 256
+
+    def __init__(self) -> None:
+        self._walks: dict[tuple[object, ...], tuple[int, int, tuple[tuple[int, bytes], ...]]] = {}
+
+    def clear(self) -> None:
+        self._walks.clear()
+
+    def translate(self, regs: Stage1Regs, va: int, *, write: bool, exec_: bool = False,
+                  privileged: bool = True, read_phys: ReadPhys) -> tuple[int, int]:
+        """(ipa, size of the mapping) for one access at `va`, as gva_to_ipa walks it."""
+        key = (va >> 12, write, exec_, privileged, regs)
+        hit = self._walks.get(key)
+        if hit is not None:
+            base, size, reads = hit
+            for pa, data in reads:
+                if read_phys(pa, len(data)) != data:
+                    break
+            else:
+                return base | (va & (size - 1)), size
+        seen: list[tuple[int, bytes]] = []
+
+        def reading(pa: int, n: int) -> bytes | None:
+            data = read_phys(pa, n)
+            if data is not None:
+                seen.append((pa, bytes(data)))
+            return data
+
+        leaf = _walk(regs, _Access(va, write, exec_, privileged), reading)
+        if regs.sctlr & SCTLR_M:            # (MMU off: nothing to remember)
+            if len(self._walks) >= self.MAX:
+                self._walks.clear()
+            self._walks[key] = (leaf.ipa & ~(leaf.size - 1), leaf.size, tuple(seen))
+        return leaf.ipa, leaf.size
+
+
 def translate_range(regs: Stage1Regs, va: int, length: int, *, write: bool,
-                    read_phys: ReadPhys, privileged: bool = True) -> list[tuple[int, int]]:
+                    read_phys: ReadPhys, privileged: bool = True,
+                    cache: WalkCache | None = None) -> list[tuple[int, int]]:
     """Translate a guest buffer into (ipa, length) chunks.
 
     The buffer is walked one mapping at a time (a 4K page, a 1M section, ...);
@@ -416,12 +463,17 @@ def translate_range(regs: Stage1Regs, va: int, length: int, *, write: bool,
     remaining = length
     cur = va
     while remaining:
-        leaf = _walk(regs, _Access(cur, write, False, privileged), read_phys)
-        step = min(remaining, leaf.size - (cur & (leaf.size - 1)))
-        if chunks and chunks[-1][0] + chunks[-1][1] == leaf.ipa:
+        if cache is not None:
+            ipa, size = cache.translate(regs, cur, write=write, privileged=privileged,
+                                        read_phys=read_phys)
+        else:
+            leaf = _walk(regs, _Access(cur, write, False, privileged), read_phys)
+            ipa, size = leaf.ipa, leaf.size
+        step = min(remaining, size - (cur & (size - 1)))
+        if chunks and chunks[-1][0] + chunks[-1][1] == ipa:
             chunks[-1] = (chunks[-1][0], chunks[-1][1] + step)
         else:
-            chunks.append((leaf.ipa, step))
+            chunks.append((ipa, step))
         remaining -= step
         cur = (cur + step) & 0xFFFFFFFF
     return chunks

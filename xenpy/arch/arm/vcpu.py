@@ -134,7 +134,7 @@ class ArmVcpu:
         self._write2 = RegWriter(h, 2)
         self._write4 = RegWriter(h, 4)
         self._entry_regs = RegBatch(h, [UC_ARM_REG_CPSR, "SCTLR", "VBAR"])
-        self._fetch_cache: dict[tuple[int, ...], int] = {}
+        self.walks = guest_walk.WalkCache()     # the hypercall sites and buffers it uses
         self._pc_cpsr = RegBatch(h, [UC_ARM_REG_PC, UC_ARM_REG_CPSR])
         self._mmio_fault: tuple[int, bool] | None = None
         self._retranslate = False
@@ -177,8 +177,7 @@ class ArmVcpu:
         self._cp15.write(name, value)
 
     def stage1(self) -> guest_walk.Stage1Regs:
-        sctlr, ttbcr, ttbr0, ttbr1, dacr = self._mmu_regs.read()
-        return guest_walk.Stage1Regs(sctlr=sctlr, ttbcr=ttbcr, ttbr0=ttbr0, ttbr1=ttbr1, dacr=dacr)
+        return guest_walk.Stage1Regs(*self._mmu_regs.read())   # (SCTLR, TTBCR, TTBR0, TTBR1, DACR)
 
     def set_context(self, ctx: CpuContext) -> None:
         """Boot state as Xen's toolstack sets it: registers, CPSR, SCTLR (MMU off)."""
@@ -291,29 +290,16 @@ class ArmVcpu:
     # -- hooks (run on the pCPU thread, inside emu_start) -----------------------------------------
 
     def _fetch_insn(self, pc: int, thumb: bool, sctlr: int | None = None) -> int | None:
-        """The instruction at a guest virtual PC, fetched through the guest's tables.
-
-        With the MMU on, the page translation is cached per (page, translation registers): a
-        hypercall site is hot, and the walk is the expensive part of the trap.
-        """
+        """The instruction at a guest virtual PC, fetched through the guest's tables (a
+        hypercall site is hot: its walk is remembered, see WalkCache)."""
         if sctlr is not None and not sctlr & SCTLR_M:
             ipa = pc
         else:
-            sctlr, ttbcr, ttbr0, ttbr1, dacr = self._mmu_regs.read()
-            key = (pc >> 12, sctlr, ttbcr, ttbr0, ttbr1)
-            page = self._fetch_cache.get(key)
-            if page is None:
-                regs = guest_walk.Stage1Regs(sctlr=sctlr, ttbcr=ttbcr, ttbr0=ttbr0, ttbr1=ttbr1,
-                                             dacr=dacr)
-                try:
-                    page = guest_walk.gva_to_ipa(regs, pc & ~0xFFF, write=False, exec_=True,
-                                                 read_phys=self.read_phys) >> 12
-                except guest_walk.GuestFault:
-                    return None
-                if len(self._fetch_cache) > 256:
-                    self._fetch_cache.clear()
-                self._fetch_cache[key] = page
-            ipa = page << 12 | pc & 0xFFF
+            try:
+                ipa, _ = self.walks.translate(self.stage1(), pc, write=False, exec_=True,
+                                              read_phys=self.read_phys)
+            except guest_walk.GuestFault:
+                return None
         raw = self.read_phys(ipa, 4) if (ipa & 0xFFF) <= 0xFFC else self.read_virt(pc, 4)
         if raw is None:
             return None
@@ -323,9 +309,9 @@ class ArmVcpu:
         return (hw1 << 16) | hw2 if hw1 >> 11 in (0x1D, 0x1E, 0x1F) else hw1
 
     def flush_tlb(self) -> None:
-        """Drop every cached stage-1 translation: Unicorn's TLB and the hypercall-site cache."""
+        """Drop every cached stage-1 translation in Unicorn's TLB (the walks the hypervisor
+        remembers check themselves)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-        self._fetch_cache.clear()
 
     def flush_translations(self) -> None:
         """Drop every translated block before the next block runs (from a hook: blocks cannot
@@ -342,7 +328,7 @@ class ArmVcpu:
     def read_virt(self, va: int, size: int) -> bytes | None:
         try:
             chunks = guest_walk.translate_range(self.stage1(), va, size, write=False,
-                                                read_phys=self.read_phys)
+                                                read_phys=self.read_phys, cache=self.walks)
         except guest_walk.GuestFault:
             return None
         parts = [self.read_phys(ipa, n) for ipa, n in chunks]
