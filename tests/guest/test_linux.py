@@ -108,6 +108,14 @@ def test_shell_on_hvc0(board, cache):
         assert "xen-dyn" in before and "hvc_console" in before, before  # its event channel
         rc, again = sh.run("sleep 1; cat /proc/interrupts", CMD_TIMEOUT)
         assert interrupt_count(again, 27, "arch_timer") > ticks, again   # still ticking
+        # At the idle shell the kernel waits in WFI: the domain blocks and uses next to no
+        # host CPU (when the WFI went unseen it stayed r----- and used a core).
+        assert wait_for(lambda: rows(xl("list", env=board).stdout)["linux"][3] == "-b----",
+                        CMD_TIMEOUT), f"linux never blocked at the idle shell:\n{con.tail()}"
+        cpu_before = float(rows(xl("list", env=board).stdout)["linux"][4])
+        time.sleep(3)
+        used = float(rows(xl("list", env=board).stdout)["linux"][4]) - cpu_before
+        assert used < 1.0, f"the idle kernel used {used:.1f} s of CPU in 3 s"
         # xenbus is up: the bus exists, and the guest reads XenStore (its own /vm path).
         rc, devs = sh.run("ls /sys/bus/xen/devices", CMD_TIMEOUT)
         assert rc == 0, devs

@@ -278,14 +278,14 @@ class ArmVcpu:
         return FSR_DEBUG_LPAE if self.cp15("TTBCR") >> 31 else FSR_DEBUG_SHORT
 
     def _after_wfi(self) -> bool:
-        """emu_start returning by itself means the CPU halted: the instruction before PC is WFI."""
-        pc = self.pc
-        try:
-            if self.cpsr & PSR_T:
-                return struct.unpack("<H", self.uc.mem_read(pc - 2, 2))[0] == WFI_T16
-            return struct.unpack("<I", self.uc.mem_read(pc - 4, 4))[0] == WFI_A32
-        except UcError:
-            return False
+        """emu_start returning by itself means the CPU halted: the instruction before PC is WFI.
+        It is read through the guest's tables (PC is virtual: uc.mem_read is physical, and with
+        the MMU on it missed every WFI of a guest not mapped one to one, such as Linux, which
+        then idled at 100% of a host core)."""
+        pc, cpsr = self._pc_cpsr.read()
+        if cpsr & PSR_T:
+            return self._fetch_insn(pc - 2, True) == WFI_T16
+        return self._fetch_insn(pc - 4, False) == WFI_A32
 
     # -- hooks (run on the pCPU thread, inside emu_start) -----------------------------------------
 
