@@ -262,6 +262,26 @@ def test_credit2_cap_is_a_budget_per_period():
     assert got[0] == 100 * 1_000_000
 
 
+def test_credit2_a_long_lone_run_leaves_no_debt_behind_a_new_sibling():
+    """reset_credit lifts everyone until the candidate deepest in debt is in the black: a vCPU
+    that ran alone for 10 s (Linux's boot CPU, bringing up its second CPU) waits behind its
+    funded sibling for that sibling's credit (10 ms), not for the 10 s it owes."""
+    hv = make(deterministic=True)
+    d = online_domain(hv, vcpus=2)
+    sched = hv.cpupools.cpupool0.sched
+    boot, second = d.vcpus
+    sched.ran(boot, 10_000_000_000, hv.clock.now_ns())        # 10 s alone: nobody waited
+    ms, waited = 1_000_000, 0
+    for i in range(1, 1000):
+        v = sched.pick(0, [boot, second])
+        v.last_ran = i
+        sched.ran(v, ms, hv.clock.now_ns())
+        if v is boot:
+            break
+        waited += ms
+    assert v is boot and waited <= 11 * ms, f"the boot vCPU waited {waited / ms:.0f} ms"
+
+
 def test_credit2_a_waking_vcpu_preempts_the_poorest_runner_past_the_rate_limit():
     """runq_tickle / tickle_score: the waking vCPU's credit against each runner's, less
     CSCHED2_MIGRATE_RESIST off its last pCPU; a runner inside the 1 ms rate limit is left."""

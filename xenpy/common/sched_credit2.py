@@ -3,12 +3,13 @@
 Each vCPU has credit, in ns. Running burns it at the rate max_weight / weight of the pool's
 heaviest domain, so a domain of weight 512 burns at half the rate of one of 256 and, among busy
 vCPUs sharing a pCPU, gets twice the time. A pCPU picks, among the eligible vCPUs that have
-credit left, the one that waited longest; when none has any, every vCPU of the pool gets
-CREDIT_INIT more, clipped at CREDIT_INIT (reset_credit), so the pCPU never idles while one could
-run. Xen's credit2 picks the vCPU with the most credit instead and biases against one that
-yields (CSCHED2_YIELD_BIAS); here a guest spinning in WFE for a lock, which burns next to no
-credit, would then starve the lock's holder, so credit only decides who may run, and the order
-among them stays the round robin the one-vCPU-of-a-domain rule relies on.
+credit left, the one that waited longest; when none has any, every vCPU of the pool gets enough
+CREDIT_INIT more to put each candidate in the black, clipped at CREDIT_INIT (reset_credit), so
+the pCPU never idles while one could run and no debt outlives a reset. Xen's credit2 picks the
+vCPU with the most credit instead and biases against one that yields (CSCHED2_YIELD_BIAS); here
+a guest spinning in WFE for a lock, which burns next to no credit, would then starve the lock's
+holder, so credit only decides who may run, and the order among them stays the round robin the
+one-vCPU-of-a-domain rule relies on.
 
 A cap (percent of one pCPU, 0 = none) is a budget: every BDGT_REPL_PERIOD the domain gets
 period * cap / 100 ns to spend across its vCPUs; a vCPU whose domain spent it is parked until
@@ -105,8 +106,8 @@ class Credit2(Scheduler):
             return None
         funded = [v for v in cands if v.sched_priv.credit > 0]
         if not funded:
-            self._reset_credit()
-            funded = [v for v in cands if v.sched_priv.credit > 0] or cands
+            self._reset_credit(min(v.sched_priv.credit for v in cands))
+            funded = cands
         return min(funded, key=lambda v: (v.soft_affinity is not None
                                           and cpu not in v.soft_affinity, v.last_ran))
 
@@ -129,11 +130,17 @@ class Credit2(Scheduler):
                 best = (score, cpu)
         return None if best is None else best[1]
 
-    def _reset_credit(self) -> None:
+    def _reset_credit(self, lowest: int) -> None:
+        """reset_credit: everyone gets m * CREDIT_INIT, clipped at CREDIT_INIT, with m large
+        enough that the candidate deepest in debt is in the black again. A vCPU that ran alone
+        for seconds (nobody waited, so nothing made it stop) owes seconds: lifted by one
+        CREDIT_INIT a reset, it waited behind every funded sibling for about that long (Linux's
+        boot CPU, after the whole boot alone, held up its second CPU's bring-up for 14 s)."""
+        m = 1 + max(0, -lowest) // CREDIT_INIT
         for d in self.domains:
             for v in d.vcpus:
                 u = v.sched_priv
-                u.credit = min(u.credit + CREDIT_INIT, CREDIT_INIT)
+                u.credit = min(u.credit + m * CREDIT_INIT, CREDIT_INIT)
 
     def may_run(self, v: "Vcpu", cpu: int) -> bool:
         return not self._parked(v, self.pool.hv.clock.now_ns())
