@@ -250,3 +250,26 @@ def test_what_one_vcpu_remaps_or_patches_the_other_sees(board):
     console = "\n".join(lines)
     assert f"shootdown: {rounds} rounds, 0 stale mappings, 0 stale code" in lines, console
     assert lines[-1] == SUCCESS, console
+
+
+# -- retrap ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def deterministic_board(tmp_path_factory):
+    yield from booted(env_for(tmp_path_factory), "--deterministic")
+
+
+@pytest.mark.parametrize("which", ["board", "deterministic_board"])
+def test_code_rewritten_where_a_trapped_cp15_instruction_was_runs_as_written(which, request):
+    """A trap stays on its address; whatever the code there is by then is what runs: a timer
+    write turned into an add, back into the write, into another timer write; a counter read
+    (trapped on the deterministic board) turned into an add."""
+    env = request.getfixturevalue(which)
+    with Guest(env, EXAMPLES / "retrap/retrap.cfg", name="retrap") as g:
+        lines = g.finish(GUEST_TIMEOUT, "retrap")
+    console = "\n".join(lines)
+    assert "retrap: add where the CTL write was: 2, CTL 0" in lines, console
+    assert "retrap: TVAL where the CTL write was: CVAL a second past the counter, CTL 2" in lines, \
+        console
+    assert "retrap: add where the counter read was: 42" in lines, console
+    assert lines[-1] == SUCCESS, console

@@ -4,7 +4,9 @@ Unicorn has no hook for arm32's MCR/MRC/MRRC/MCRR. So when Unicorn translates a 
 (UC_HOOK_EDGE_GENERATED, translation time only), the block is scanned for the coprocessor
 instructions a handler is registered for (the generic timer's writes, vtimer.py; cache
 maintenance, p2m.py); each one found gets a code hook on exactly that address and the block is
-translated again before it runs. Nothing is hooked per instruction elsewhere.
+translated again before it runs. Nothing is hooked per instruction elsewhere. A hook applies to
+every block translated at its address from then on, whatever the code there is by then, so it
+acts on the instruction it fetches when it runs (through the walk cache), not the one scanned.
 """
 from __future__ import annotations
 
@@ -55,7 +57,8 @@ class Cp15Traps:
     def __init__(self, arch: "ArmVcpu") -> None:
         self.arch = arch
         self._traps: list[tuple[Decoder, Handler]] = []
-        self._hooked: set[int] = set()
+        # address -> (instruction, Thumb, decoded, handler) as last seen there
+        self._hooked: dict[int, tuple[int, bool, Decoded | None, Handler | None]] = {}
         self._entries: set[int] = set()      # block starts scanned by scan_entry
         self._hooks = [arch.uc.hook_add(UC_HOOK_EDGE_GENERATED, self._on_new_block)]
         arch.on_entry = self.scan_entry
@@ -103,17 +106,30 @@ class Cp15Traps:
         if not new:
             return
         for addr, insn, (decoder, handler) in new:
-            self._hooked.add(addr)
-            self._hooks.append(uc.hook_add(UC_HOOK_CODE, self._on_insn,
-                                           (decoder(insn, thumb), handler), begin=addr, end=addr))
+            self._hooked[addr] = (insn, thumb, decoder(insn, thumb), handler)
+            self._hooks.append(uc.hook_add(UC_HOOK_CODE, self._on_insn, begin=addr, end=addr))
         # The block was translated without the hooks: drop it and stop before it runs (the
         # block's entry check sees the stop), so it is translated again with them.
         uc.ctl_remove_cache(pc, pc + size)
         self.arch.retranslate()
 
-    def _on_insn(self, uc, addr: int, _size: int, data: tuple[Decoded, Handler]) -> None:
-        dec, handler = data
+    def _on_insn(self, uc, addr: int, _size: int, _data: object) -> None:
+        """The hook stays on its address for every block translated there later, whatever code
+        is there by then (the page rewritten, remapped, another process's): act on the
+        instruction fetched now, trapped or not, never on the one scanned."""
+        cpsr = self.arch.cpsr
+        thumb = bool(cpsr & (1 << 5))
+        insn = self.arch.fetch_insn(addr, thumb)
+        seen = self._hooked[addr]
+        if (insn, thumb) != seen[:2]:
+            if insn is None:
+                return                  # the fetch faults: Unicorn takes the abort
+            match = [(dec, h) for d, h in self._traps if (dec := d(insn, thumb))]
+            seen = self._hooked[addr] = (insn, thumb, *(match[0] if match else (None, None)))
+        _insn, _thumb, dec, handler = seen
+        if dec is None:
+            return                      # no longer a trapped instruction: it runs as it is
         cond = dec[3]
-        if cond != 0xE and not cond_passed(cond, self.arch.cpsr):
+        if cond != 0xE and not cond_passed(cond, cpsr):
             return
         handler(dec, addr)

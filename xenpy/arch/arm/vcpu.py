@@ -284,12 +284,12 @@ class ArmVcpu:
         then idled at 100% of a host core)."""
         pc, cpsr = self._pc_cpsr.read()
         if cpsr & PSR_T:
-            return self._fetch_insn(pc - 2, True) == WFI_T16
-        return self._fetch_insn(pc - 4, False) == WFI_A32
+            return self.fetch_insn(pc - 2, True) == WFI_T16
+        return self.fetch_insn(pc - 4, False) == WFI_A32
 
     # -- hooks (run on the pCPU thread, inside emu_start) -----------------------------------------
 
-    def _fetch_insn(self, pc: int, thumb: bool, sctlr: int | None = None) -> int | None:
+    def fetch_insn(self, pc: int, thumb: bool, sctlr: int | None = None) -> int | None:
         """The instruction at a guest virtual PC, fetched through the guest's tables (a
         hypercall site is hot: its walk is remembered, see WalkCache)."""
         if sctlr is not None and not sctlr & SCTLR_M:
@@ -337,7 +337,7 @@ class ArmVcpu:
     def _hook_invalid(self, uc: Uc, _data: object) -> bool:
         r0, r1, r2, r3, r4, r12, pc, cpsr, sctlr = self._trap_regs.read()
         thumb = bool(cpsr & PSR_T)
-        insn = self._fetch_insn(pc, thumb, sctlr)
+        insn = self.fetch_insn(pc, thumb, sctlr)
         imm = _hvc_imm(insn, thumb) if insn is not None else None
         if imm is None:
             if self._yielded(pc, thumb):
@@ -383,7 +383,7 @@ class ArmVcpu:
             word = self.read_virt(pc - 4, 4)
             return word is not None and struct.unpack("<HH", word) in (
                 (w >> 16, w & 0xFFFF) for w in _T32_YIELDS)
-        prev = self._fetch_insn(pc - 4, False)
+        prev = self.fetch_insn(pc - 4, False)
         return prev is not None and prev >> 28 != 0xF and prev & 0x0FFFFFFF in _A32_YIELDS
 
     def _hook_intr(self, uc: Uc, intno: int, _data: object) -> None:
@@ -506,7 +506,7 @@ class ArmVcpu:
     def _access_at_pc(self, pc: int, cpsr: int) -> tuple[int, bool] | None:
         """(guest-physical address, write) of the load/store at PC, if it is one."""
         thumb = bool(cpsr & PSR_T)
-        insn = self._fetch_insn(pc, thumb)
+        insn = self.fetch_insn(pc, thumb)
         if insn is None:
             return None
         acc = decode.decode_data_abort(insn, thumb, self.reg, pc, carry=bool(cpsr & 1 << 29),
