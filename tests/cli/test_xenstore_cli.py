@@ -150,6 +150,35 @@ def test_watch_exits_on_lost_connection(xenstored, capsys):
     assert code == 1 and out == "/w\n" and "lost connection to xenstored" in err
 
 
+def test_two_closes_at_once_stop_the_server_once(xenstored, monkeypatch):
+    """The watch test's timer closes xenstored while the fixture's teardown does: the second
+    close waits for the first and finds nothing to stop (it closed the acceptor's spare
+    descriptor a second time: EBADF)."""
+    from xenpy.xenstore.server import SocketServer
+    real_stop, stops = SocketServer.stop, []
+
+    def slow_stop(self):
+        stops.append(self)
+        time.sleep(0.2)                  # the other close arrives while this one stops
+        real_stop(self)
+
+    monkeypatch.setattr(SocketServer, "stop", slow_stop)
+    errors = []
+
+    def close():
+        try:
+            xenstored.close()
+        except Exception as e:  # noqa: BLE001 - the failure under test
+            errors.append(e)
+
+    threads = [threading.Thread(target=close) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not errors and len(stops) == 1, (errors, stops)
+
+
 def test_multi_key_transaction_retries_on_eagain(xenstored, capsys, monkeypatch):
     run(capsys, cli.main_write, "/t/a", "old", "/t/b", "b")
     real_end = XsClient.transaction_end

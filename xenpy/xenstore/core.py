@@ -184,6 +184,7 @@ class XenStored:
         self.domains: dict[int, DomainInfo] = {}
         self._serial = _Serial(board_lock)
         self._server = None
+        self._closing = threading.Lock()     # close() from two threads: the second waits
         self._persist = Persist(Path(state_path), log) if state_path is not None else None
         self._save_failing = False
         loaded = self._persist.load() if self._persist else None
@@ -286,6 +287,12 @@ class XenStored:
             return bool(dom and dom.introduced)
 
     def close(self) -> None:
+        with self._closing:
+            self._close()
+
+    def _close(self) -> None:
+        # A second close finds nothing left to stop (two at once both stopped the server, and
+        # the later one closed the acceptor's spare descriptor after the first had: EBADF).
         if self._server is not None:
             self._server.stop()
             self._server = None
