@@ -391,7 +391,7 @@ def alloc_unbound_xen(d: "Domain", remote_domid: int, fn: Consumer) -> int:
 def notify_via_xen_event_channel(d: "Domain", port: int) -> None:
     """Signal the remote end of a Xen-attached channel; nothing if it is not bound yet."""
     kicks: Kicks = []
-    with _with_peer(d, port) as ch:
+    with _PeerLocked(d, port) as ch:
         if ch is not None and ch.xen_consumer and ch.state == ECS_INTERDOMAIN:
             assert ch.remote is not None
             rch = ch.remote.evtchn.chans[ch.remote_port]
@@ -482,7 +482,7 @@ def bind_ipi(cd: "Domain", vcpu: int) -> int:
     return port
 
 
-class _with_peer:
+class _PeerLocked:
     """Hold the port's domain lock and, for an interdomain channel, its peer's too (both taken in
     domid order, so two domains working towards each other cannot deadlock); gives the channel,
     or None for a port that does not exist. A channel rebound between the two steps is looked at
@@ -518,7 +518,7 @@ class _with_peer:
 
 
 def close(cd: "Domain", port: int, *, guest: bool = True) -> int:
-    with _with_peer(cd, port) as ch:
+    with _PeerLocked(cd, port) as ch:
         # A guest cannot close a Xen-attached event channel (Xen can, as the domain dies).
         if ch is None or (guest and ch.xen_consumer):
             return -errno.EINVAL
@@ -545,7 +545,7 @@ def _close_locked(d: "Domain", ch: Channel) -> int:
 
 def send(cd: "Domain", port: int) -> int:
     kicks: Kicks = []
-    with _with_peer(cd, port) as ch:
+    with _PeerLocked(cd, port) as ch:
         if ch is None or ch.xen_consumer:     # nor send through one
             return -errno.EINVAL
         if ch.state == ECS_INTERDOMAIN:

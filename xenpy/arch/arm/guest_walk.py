@@ -417,9 +417,6 @@ class WalkCache:
     def __init__(self) -> None:
         self._walks: dict[tuple[object, ...], tuple[int, int, tuple[tuple[int, bytes], ...]]] = {}
 
-    def clear(self) -> None:
-        self._walks.clear()
-
     def translate(self, regs: Stage1Regs, va: int, *, write: bool, exec_: bool = False,
                   privileged: bool = True, read_phys: ReadPhys) -> tuple[int, int]:
         """(ipa, size of the mapping) for one access at `va`, as gva_to_ipa walks it."""
